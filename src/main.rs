@@ -1,0 +1,3 @@
+//! The `consentry` command.
+
+fn main() {}

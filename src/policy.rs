@@ -1,0 +1,1105 @@
+//! The compiled, immutable policy: everything consentry decides comes from
+//! here.
+//!
+//! [`compile`] turns one `[policy.NAME]` table (after `extends` and presets
+//! are merged in) into a [`Policy`]: categories become a bitset, cookie name
+//! patterns become one hash map (exact names) plus one `RegexSet` (globs and
+//! `/regex/`), resource rules become a host map, a prefix list and one
+//! Aho-Corasick automaton for inline-script signatures. All of it is built
+//! once per reload, never per request.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use regex::bytes::{Regex, RegexSet};
+use serde_spanned::Spanned;
+
+use crate::category::{Categories, Category, CategoryId, CategorySet, MAX_CATEGORIES, NECESSARY};
+use crate::config::{self, ConfigError, Source};
+use crate::consent::Format;
+use crate::presets::Presets;
+use crate::route::HostSet;
+
+/// `enforce` or `report-only`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Change traffic.
+    Enforce,
+    /// Change nothing; record what would have been done.
+    ReportOnly,
+}
+
+/// What happens to cookies or third-party resources no rule names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unknown {
+    /// Treated as refused (fail closed; the default).
+    Block,
+    /// Let through.
+    Allow,
+}
+
+/// How a refused HTML element is neutralised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Neutralise {
+    /// Kept in the page, inert and revivable (`type="text/plain"`,
+    /// `data-src`), as client-side consent managers expect.
+    Inert,
+    /// Removed from the page.
+    Remove,
+}
+
+/// Where a rule came from, for `explain`, the audit log and the declaration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleOrigin {
+    /// The config file, at this line.
+    Config {
+        /// 1-based line.
+        line: usize,
+    },
+    /// A preset, by name.
+    Preset(String),
+}
+
+impl std::fmt::Display for RuleOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RuleOrigin::Config { line } => write!(f, "config line {line}"),
+            RuleOrigin::Preset(name) => write!(f, "preset {name}"),
+        }
+    }
+}
+
+/// A compiled cookie rule.
+#[derive(Debug, Clone)]
+pub struct CookieRule {
+    /// The name pattern as written (`_ga_*`, `/^_hj/`, `sessionid`).
+    pub pattern: String,
+    /// Its category.
+    pub category: CategoryId,
+    /// Who sets it.
+    pub provider: String,
+    /// Why.
+    pub purpose: String,
+    /// Declared lifetime, as text.
+    pub duration: String,
+    /// Domain restriction (lower case, no leading dot).
+    pub domain: Option<String>,
+    /// Paths to delete it on; never empty (`/` by default).
+    pub paths: Vec<String>,
+    /// Lifetime cap (beats the category's).
+    pub max_age: Option<Duration>,
+    /// Where it came from.
+    pub origin: RuleOrigin,
+}
+
+impl CookieRule {
+    /// Whether this rule applies to a cookie whose effective domain (its
+    /// `Domain` attribute, or the request host) is `domain`.
+    pub fn applies_to_domain(&self, domain: &str) -> bool {
+        match &self.domain {
+            None => true,
+            Some(want) => domain_matches(domain.trim_start_matches('.'), want),
+        }
+    }
+}
+
+/// Whether `domain` equals `parent` or is a subdomain of it (both lower case,
+/// no leading dot).
+pub fn domain_matches(domain: &str, parent: &str) -> bool {
+    if domain.len() == parent.len() {
+        return domain.eq_ignore_ascii_case(parent);
+    }
+    domain.len() > parent.len()
+        && domain.as_bytes()[domain.len() - parent.len() - 1] == b'.'
+        && domain[domain.len() - parent.len()..].eq_ignore_ascii_case(parent)
+}
+
+/// One pattern over names: exact, glob or `/regex/`.
+#[derive(Debug, Clone)]
+pub enum NamePattern {
+    /// Exact name.
+    Exact(String),
+    /// A glob or regex, compiled.
+    Pattern(Regex),
+}
+
+impl NamePattern {
+    /// Compiles `_ga_*`, `/^_hj/` or `sessionid`.
+    pub fn compile(text: &str) -> Result<NamePattern, String> {
+        match pattern_regex(text)? {
+            None => Ok(NamePattern::Exact(text.to_string())),
+            Some(re) => {
+                Regex::new(&re).map(NamePattern::Pattern).map_err(|e| format!("bad pattern {text:?}: {e}"))
+            }
+        }
+    }
+
+    /// Whether `name` matches.
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            NamePattern::Exact(exact) => exact == name,
+            NamePattern::Pattern(re) => re.is_match(name.as_bytes()),
+        }
+    }
+}
+
+/// The regex for a glob or `/regex/` pattern; `None` for an exact name.
+fn pattern_regex(text: &str) -> Result<Option<String>, String> {
+    if text.is_empty() {
+        return Err("empty cookie name pattern".into());
+    }
+    if text.len() >= 2 && text.starts_with('/') && text.ends_with('/') {
+        let inner = &text[1..text.len() - 1];
+        regex_syntax::Parser::new().parse(inner).map_err(|e| format!("bad regex {text:?}: {e}"))?;
+        return Ok(Some(inner.to_string()));
+    }
+    if text.contains(['*', '?', '[', '{']) {
+        let glob = globset::GlobBuilder::new(text)
+            .literal_separator(false)
+            .build()
+            .map_err(|e| format!("bad glob {text:?}: {e}"))?;
+        return Ok(Some(glob.regex().to_string()));
+    }
+    Ok(None)
+}
+
+/// Every cookie rule of a policy, ready for lookup.
+#[derive(Debug, Clone, Default)]
+pub struct CookieRules {
+    rules: Vec<CookieRule>,
+    exact: HashMap<String, Vec<usize>>,
+    patterns: Option<RegexSet>,
+    pattern_rules: Vec<usize>,
+}
+
+impl CookieRules {
+    /// Builds the lookup structures. Rules earlier in `rules` win.
+    pub fn new(rules: Vec<CookieRule>) -> Result<CookieRules, String> {
+        let mut exact: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut regexes = Vec::new();
+        let mut pattern_rules = Vec::new();
+        for (i, rule) in rules.iter().enumerate() {
+            match pattern_regex(&rule.pattern)? {
+                None => exact.entry(rule.pattern.clone()).or_default().push(i),
+                Some(re) => {
+                    regexes.push(re);
+                    pattern_rules.push(i);
+                }
+            }
+        }
+        let patterns = if regexes.is_empty() {
+            None
+        } else {
+            Some(RegexSet::new(&regexes).map_err(|e| format!("cookie patterns: {e}"))?)
+        };
+        Ok(CookieRules { rules, exact, patterns, pattern_rules })
+    }
+
+    /// The rule for a cookie: exact names first, then patterns, each in rule
+    /// order, skipping rules whose `domain` does not cover `domain`.
+    pub fn classify(&self, name: &str, domain: &str) -> Option<&CookieRule> {
+        if let Some(ids) = self.exact.get(name)
+            && let Some(rule) = ids.iter().map(|&i| &self.rules[i]).find(|r| r.applies_to_domain(domain))
+        {
+            return Some(rule);
+        }
+        let set = self.patterns.as_ref()?;
+        // `is_match` needs no allocation; most names match no pattern.
+        if !set.is_match(name.as_bytes()) {
+            return None;
+        }
+        set.matches(name.as_bytes())
+            .iter()
+            .map(|p| &self.rules[self.pattern_rules[p]])
+            .find(|r| r.applies_to_domain(domain))
+    }
+
+    /// Every rule, in precedence order.
+    pub fn rules(&self) -> &[CookieRule] {
+        &self.rules
+    }
+}
+
+/// How a resource rule matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResourceMatch {
+    /// This host and its subdomains.
+    Host(String),
+    /// URLs on this host whose path starts with this prefix.
+    Prefix {
+        /// Exact host (lower case).
+        host: String,
+        /// Path prefix, starting with `/`.
+        path: String,
+    },
+    /// Inline scripts containing this text.
+    Inline(String),
+}
+
+impl ResourceMatch {
+    /// Parses `match = "…"`: `inline:fbq(`, `www.youtube.com/embed/`,
+    /// `https://js.hs-scripts.com/`, `googletagmanager.com`.
+    pub fn parse(text: &str) -> Result<ResourceMatch, String> {
+        if let Some(sig) = text.strip_prefix("inline:") {
+            if sig.is_empty() {
+                return Err("empty inline-script signature".into());
+            }
+            return Ok(ResourceMatch::Inline(sig.to_string()));
+        }
+        let rest = text
+            .strip_prefix("https://")
+            .or_else(|| text.strip_prefix("http://"))
+            .or_else(|| text.strip_prefix("//"))
+            .unwrap_or(text);
+        let (host, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], Some(&rest[i..])),
+            None => (rest, None),
+        };
+        let host = host.trim_start_matches("*.").trim_start_matches('.').to_ascii_lowercase();
+        if host.is_empty()
+            || !host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']'))
+        {
+            return Err(format!("bad resource match {text:?}: expected a host, a URL prefix or inline:TEXT"));
+        }
+        Ok(match path {
+            Some(path) if path != "/" => ResourceMatch::Prefix { host, path: path.to_string() },
+            _ => ResourceMatch::Host(host),
+        })
+    }
+}
+
+/// A compiled resource rule.
+#[derive(Debug, Clone)]
+pub struct ResourceRule {
+    /// The `match` text as written.
+    pub pattern: String,
+    /// How it matches.
+    pub matcher: ResourceMatch,
+    /// Its category.
+    pub category: CategoryId,
+    /// Who serves it.
+    pub provider: String,
+    /// Where it came from.
+    pub origin: RuleOrigin,
+}
+
+/// Every resource rule of a policy, ready for lookup.
+#[derive(Debug, Clone, Default)]
+pub struct ResourceRules {
+    rules: Vec<ResourceRule>,
+    hosts: HashMap<String, usize>,
+    prefixes: HashMap<String, Vec<usize>>,
+    inline: Option<AhoCorasick>,
+    inline_rules: Vec<usize>,
+}
+
+impl ResourceRules {
+    /// Builds the lookup structures. Rules earlier in `rules` win.
+    pub fn new(rules: Vec<ResourceRule>) -> Result<ResourceRules, String> {
+        let mut hosts = HashMap::new();
+        let mut prefixes: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut signatures = Vec::new();
+        let mut inline_rules = Vec::new();
+        for (i, rule) in rules.iter().enumerate() {
+            match &rule.matcher {
+                ResourceMatch::Host(host) => {
+                    hosts.entry(host.clone()).or_insert(i);
+                }
+                ResourceMatch::Prefix { host, .. } => prefixes.entry(host.clone()).or_default().push(i),
+                ResourceMatch::Inline(sig) => {
+                    signatures.push(sig.clone());
+                    inline_rules.push(i);
+                }
+            }
+        }
+        let inline = if signatures.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::LeftmostFirst)
+                    .build(&signatures)
+                    .map_err(|e| format!("inline signatures: {e}"))?,
+            )
+        };
+        Ok(ResourceRules { rules, hosts, prefixes, inline, inline_rules })
+    }
+
+    /// The rule for a URL given by its host (lower case) and path: a prefix
+    /// rule on the exact host first, then the host or its nearest parent.
+    pub fn classify_url(&self, host: &str, path: &str) -> Option<&ResourceRule> {
+        if let Some(ids) = self.prefixes.get(host)
+            && let Some(&i) = ids.iter().find(|&&i| match &self.rules[i].matcher {
+                ResourceMatch::Prefix { path: prefix, .. } => path.starts_with(prefix.as_str()),
+                _ => false,
+            })
+        {
+            return Some(&self.rules[i]);
+        }
+        let mut rest = host;
+        loop {
+            if let Some(&i) = self.hosts.get(rest) {
+                return Some(&self.rules[i]);
+            }
+            match rest.find('.') {
+                Some(dot) => rest = &rest[dot + 1..],
+                None => return None,
+            }
+        }
+    }
+
+    /// The rule whose signature occurs first in an inline script's text.
+    pub fn classify_inline(&self, text: &str) -> Option<&ResourceRule> {
+        let ac = self.inline.as_ref()?;
+        let m = ac.find(text)?;
+        Some(&self.rules[self.inline_rules[m.pattern().as_usize()]])
+    }
+
+    /// The signature automaton and, per pattern, its rule index, for callers
+    /// that search script text chunk by chunk.
+    pub fn inline_automaton(&self) -> Option<(&AhoCorasick, &[usize])> {
+        self.inline.as_ref().map(|ac| (ac, self.inline_rules.as_slice()))
+    }
+
+    /// The rule at an index given by [`ResourceRules::inline_automaton`].
+    pub fn rule(&self, index: usize) -> &ResourceRule {
+        &self.rules[index]
+    }
+
+    /// Every rule, in precedence order.
+    pub fn rules(&self) -> &[ResourceRule] {
+        &self.rules
+    }
+}
+
+/// `SameSite` values for hardening.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    /// `SameSite=Strict`.
+    Strict,
+    /// `SameSite=Lax`.
+    Lax,
+    /// `SameSite=None`.
+    None,
+}
+
+impl SameSite {
+    /// The attribute value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SameSite::Strict => "Strict",
+            SameSite::Lax => "Lax",
+            SameSite::None => "None",
+        }
+    }
+}
+
+/// A hardening rule: flags added to matching `Set-Cookie` headers.
+#[derive(Debug, Clone)]
+pub struct HardenRule {
+    /// Cookie name pattern.
+    pub name: NamePattern,
+    /// Add `Secure`.
+    pub secure: bool,
+    /// Add `HttpOnly`.
+    pub http_only: bool,
+    /// Set `SameSite`.
+    pub same_site: Option<SameSite>,
+}
+
+/// Content-Security-Policy settings.
+#[derive(Debug, Clone)]
+pub struct CspSettings {
+    /// Send `Content-Security-Policy-Report-Only` instead of enforcing.
+    pub report_only: bool,
+    /// `report-uri` directive.
+    pub report_uri: Option<String>,
+}
+
+/// Built-in banner settings.
+#[derive(Debug, Clone, Default)]
+pub struct BannerSettings {
+    /// Inject the banner for visitors without valid consent.
+    pub enabled: bool,
+    /// Text overrides: language → key → text.
+    pub texts: BTreeMap<String, BTreeMap<String, String>>,
+    /// Link to the site's cookie policy.
+    pub policy_url: Option<String>,
+}
+
+/// How to read and check consent.
+#[derive(Debug, Clone)]
+pub struct ConsentSettings {
+    /// The consent cookie's name.
+    pub cookie: String,
+    /// Its format.
+    pub format: Format,
+    /// Consent older than this counts as none.
+    pub max_age: Option<Duration>,
+    /// Current policy revision; consent for an older one counts as none.
+    pub revision: u64,
+    /// Categories refused on `Sec-GPC: 1`.
+    pub gpc_refuses: CategorySet,
+    /// Consent-manager names → categories.
+    pub map: HashMap<String, CategorySet>,
+    /// HMAC-SHA256 key for the `consentry` cookie; when set, unsigned or
+    /// forged values grant nothing.
+    pub hmac_key: Option<Vec<u8>>,
+    /// Granted to visitors outside a consent region (Cookiebot `-1`).
+    pub outside_region: CategorySet,
+    /// `Domain` of the consent cookie consentry sets.
+    pub cookie_domain: Option<String>,
+}
+
+/// One compiled policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Its name in the config.
+    pub name: String,
+    /// Enforce or report only.
+    pub mode: Mode,
+    /// Unnamed cookies.
+    pub unknown_cookies: Unknown,
+    /// Unnamed third-party resources.
+    pub unknown_third_party: Unknown,
+    /// Hosts that are first party besides each site's own.
+    pub first_party: HostSet,
+    /// How refused elements are neutralised.
+    pub neutralise: Neutralise,
+    /// Send `Consentry-Consent` to the origin.
+    pub consent_header: bool,
+    /// Most sweep deletions per response.
+    pub sweep_budget: usize,
+    /// Categories.
+    pub categories: Categories,
+    /// Consent reading.
+    pub consent: ConsentSettings,
+    /// Cookie rules (config first, then presets).
+    pub cookies: CookieRules,
+    /// Resource rules (config first, then presets).
+    pub resources: ResourceRules,
+    /// Cookie hardening.
+    pub harden: Vec<HardenRule>,
+    /// CSP, when enabled.
+    pub csp: Option<CspSettings>,
+    /// Banner.
+    pub banner: BannerSettings,
+    /// Presets in use.
+    pub presets: Vec<String>,
+}
+
+/// Why a cookie got its category.
+#[derive(Debug, Clone, Copy)]
+pub enum CookieBasis<'p> {
+    /// A rule named it.
+    Rule(&'p CookieRule),
+    /// It is the consent cookie (always necessary).
+    ConsentCookie,
+    /// No rule: the policy's `unknown_cookies` default decides.
+    Unknown,
+}
+
+impl CookieBasis<'_> {
+    /// Short description for logs, the audit log and `explain`.
+    pub fn describe(&self) -> String {
+        match self {
+            CookieBasis::Rule(rule) => format!("{} ({})", rule.pattern, rule.origin),
+            CookieBasis::ConsentCookie => "consent cookie".into(),
+            CookieBasis::Unknown => "unknown_cookies default".into(),
+        }
+    }
+}
+
+impl Policy {
+    /// The category of a cookie and why. `domain` is its `Domain` attribute
+    /// or, without one, the request host.
+    pub fn classify_cookie<'p>(&'p self, name: &str, domain: &str) -> (Option<CategoryId>, CookieBasis<'p>) {
+        if name == self.consent.cookie || self.consent.format.owns_cookie(name) {
+            return (Some(CategoryId::NECESSARY), CookieBasis::ConsentCookie);
+        }
+        match self.cookies.classify(name, domain) {
+            Some(rule) => (Some(rule.category), CookieBasis::Rule(rule)),
+            None => (None, CookieBasis::Unknown),
+        }
+    }
+
+    /// Whether something of this category (None: unclassified) is allowed
+    /// under `granted`, with `unknown` deciding unclassified items.
+    pub fn permits(category: Option<CategoryId>, granted: CategorySet, unknown: Unknown) -> bool {
+        match category {
+            Some(c) => c == CategoryId::NECESSARY || granted.contains(c),
+            None => unknown == Unknown::Allow,
+        }
+    }
+
+    /// Whether a cookie is allowed under `granted`.
+    pub fn cookie_allowed(&self, category: Option<CategoryId>, granted: CategorySet) -> bool {
+        Policy::permits(category, granted, self.unknown_cookies)
+    }
+
+    /// Whether a third-party resource is allowed under `granted`.
+    pub fn resource_allowed(&self, category: Option<CategoryId>, granted: CategorySet) -> bool {
+        Policy::permits(category, granted, self.unknown_third_party)
+    }
+
+    /// The lifetime cap for a cookie of `category` matched by `rule`.
+    pub fn max_cookie_age(
+        &self,
+        category: Option<CategoryId>,
+        rule: Option<&CookieRule>,
+    ) -> Option<Duration> {
+        rule.and_then(|r| r.max_age).or_else(|| category.and_then(|c| self.categories.get(c).max_cookie_age))
+    }
+
+    /// Whether `Sec-GPC` changes this policy's decisions (so responses
+    /// must carry `Vary: Sec-GPC`).
+    pub fn honours_gpc(&self) -> bool {
+        !self.consent.gpc_refuses.difference(CategorySet::NECESSARY_ONLY).is_empty()
+    }
+}
+
+const DEFAULT_CATEGORIES: [(&str, &str); 4] = [
+    (NECESSARY, "Strictly necessary: sign-in, security, load balancing and your consent choice."),
+    ("functional", "Preferences such as language or region."),
+    ("analytics", "Audience measurement and performance statistics."),
+    ("advertising", "Advertising, retargeting and social media tracking."),
+];
+
+const DAY: u64 = 24 * 3600;
+
+/// Compiles `[policy.NAME]` (merging what it `extends`) with its presets.
+/// Collects every error rather than stopping at the first.
+pub fn compile(
+    name: &str,
+    source: &Source,
+    policies: &BTreeMap<String, Spanned<config::Policy>>,
+    presets: &Presets,
+) -> Result<Policy, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let raw = match merged(name, source, policies) {
+        Ok(raw) => raw,
+        Err(e) => return Err(vec![e]),
+    };
+    let at = |span: std::ops::Range<usize>, msg: String| source.error_at(span, msg);
+
+    // Categories: necessary first, then in the order written (BTreeMap order
+    // is alphabetical, so take the order of appearance in the file).
+    let mut list: Vec<Category> = Vec::new();
+    match &raw.categories {
+        None => {
+            for (n, d) in DEFAULT_CATEGORIES {
+                list.push(Category { name: n.to_string(), description: d.to_string(), max_cookie_age: None });
+            }
+        }
+        Some(defs) => {
+            let mut ordered: Vec<(&String, &Spanned<config::CategoryDef>)> = defs.iter().collect();
+            ordered.sort_by_key(|(_, d)| d.span().start);
+            if !defs.contains_key(NECESSARY) {
+                list.push(Category {
+                    name: NECESSARY.to_string(),
+                    description: DEFAULT_CATEGORIES[0].1.to_string(),
+                    max_cookie_age: None,
+                });
+            }
+            for (n, d) in ordered {
+                let def = d.get_ref();
+                if !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                    errors
+                        .push(at(d.span(), format!("bad category name {n:?}: use letters, digits, - and _")));
+                }
+                let cat = Category {
+                    name: n.clone(),
+                    description: def.description.clone(),
+                    max_cookie_age: def
+                        .max_cookie_days
+                        .map(|days| Duration::from_secs(u64::from(days) * DAY)),
+                };
+                if n == NECESSARY {
+                    list.insert(0, cat);
+                } else {
+                    list.push(cat);
+                }
+            }
+        }
+    }
+    if list.len() > MAX_CATEGORIES {
+        errors.push(source.error(format!("policy {name}: at most {MAX_CATEGORIES} categories")));
+        list.truncate(MAX_CATEGORIES);
+    }
+    let categories = Categories::new(list);
+    let category = |spanned: &Spanned<String>, errors: &mut Vec<ConfigError>| -> Option<CategoryId> {
+        let id = categories.id(spanned.get_ref());
+        if id.is_none() {
+            errors.push(at(
+                spanned.span(),
+                format!(
+                    "unknown category {:?} (declared: {})",
+                    spanned.get_ref(),
+                    categories.names(categories.all())
+                ),
+            ));
+        }
+        id
+    };
+    let category_set =
+        |list: &Option<Vec<Spanned<String>>>, errors: &mut Vec<ConfigError>| -> Option<CategorySet> {
+            list.as_ref().map(|names| names.iter().filter_map(|n| category(n, errors)).collect())
+        };
+
+    let mode = match raw.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
+        None | Some(("enforce", _)) => Mode::Enforce,
+        Some(("report-only", _)) => Mode::ReportOnly,
+        Some((other, span)) => {
+            errors.push(at(span, format!("mode must be \"enforce\" or \"report-only\", not {other:?}")));
+            Mode::Enforce
+        }
+    };
+    let unknown = |value: &Option<Spanned<String>>, key: &str, errors: &mut Vec<ConfigError>| match value
+        .as_ref()
+        .map(|m| (m.get_ref().as_str(), m.span()))
+    {
+        None | Some(("block", _)) => Unknown::Block,
+        Some(("allow", _)) => Unknown::Allow,
+        Some((other, span)) => {
+            errors.push(at(span, format!("{key} must be \"block\" or \"allow\", not {other:?}")));
+            Unknown::Block
+        }
+    };
+    let unknown_cookies = unknown(&raw.unknown_cookies, "unknown_cookies", &mut errors);
+    let unknown_third_party = unknown(&raw.unknown_third_party, "unknown_third_party", &mut errors);
+    let neutralise = match raw.neutralise.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
+        None | Some(("inert", _)) => Neutralise::Inert,
+        Some(("remove", _)) => Neutralise::Remove,
+        Some((other, span)) => {
+            errors.push(at(span, format!("neutralise must be \"inert\" or \"remove\", not {other:?}")));
+            Neutralise::Inert
+        }
+    };
+    let mut first_party = HostSet::default();
+    for host in raw.first_party.iter().flatten() {
+        if let Err(e) = first_party.insert(host.get_ref()) {
+            errors.push(at(host.span(), e));
+        }
+    }
+
+    // Consent.
+    let consent_raw = raw.consent.clone().unwrap_or_default();
+    let format = match &consent_raw.format {
+        None => Format::Consentry,
+        Some(f) => Format::from_name(f.get_ref()).unwrap_or_else(|| {
+            let names: Vec<_> = Format::ALL.iter().map(|f| f.name()).collect();
+            errors.push(at(
+                f.span(),
+                format!("unknown consent format {:?} (known: {})", f.get_ref(), names.join(", ")),
+            ));
+            Format::Consentry
+        }),
+    };
+    let mut map: HashMap<String, CategorySet> = HashMap::new();
+    for (id, cat) in categories.iter() {
+        map.insert(cat.name.clone(), CategorySet::only(id));
+    }
+    for (from, to) in format.default_map() {
+        if let Some(id) = categories.id(to) {
+            map.insert((*from).to_string(), CategorySet::only(id));
+        }
+    }
+    for (from, to) in consent_raw.map.iter().flatten() {
+        if let Some(id) = category(to, &mut errors) {
+            map.insert(from.clone(), CategorySet::only(id));
+        }
+    }
+    let gpc_refuses = category_set(&consent_raw.gpc_refuses, &mut errors)
+        .unwrap_or_else(|| categories.id("advertising").map(CategorySet::only).unwrap_or_default());
+    let outside_region = category_set(&consent_raw.outside_region, &mut errors)
+        .unwrap_or(CategorySet::NECESSARY_ONLY)
+        .union(CategorySet::NECESSARY_ONLY);
+    let hmac_key = match (&consent_raw.hmac_key, &consent_raw.hmac_key_env) {
+        (Some(key), _) => Some(key.as_bytes().to_vec()),
+        (None, Some(var)) => match std::env::var(var) {
+            Ok(key) if !key.is_empty() => Some(key.into_bytes()),
+            _ => {
+                errors
+                    .push(source.error(format!("policy {name}: hmac_key_env names {var}, which is not set")));
+                None
+            }
+        },
+        (None, None) => None,
+    };
+    let consent = ConsentSettings {
+        cookie: consent_raw.cookie.clone().unwrap_or_else(|| format.default_cookie().to_string()),
+        format,
+        max_age: Some(Duration::from_secs(u64::from(consent_raw.max_age_days.unwrap_or(180)) * DAY)),
+        revision: consent_raw.revision.unwrap_or(0),
+        gpc_refuses,
+        map,
+        hmac_key,
+        outside_region,
+        cookie_domain: consent_raw.cookie_domain.clone(),
+    };
+
+    // Rules: the config's own first, then presets in the order listed.
+    let mut cookie_rules = Vec::new();
+    let mut resource_rules = Vec::new();
+    let mut push_rules = |src: &Source,
+                          origin: &dyn Fn(usize) -> RuleOrigin,
+                          default_provider: &str,
+                          cookies: &[Spanned<config::CookieRule>],
+                          resources: &[Spanned<config::ResourceRule>],
+                          errors: &mut Vec<ConfigError>| {
+        for c in cookies {
+            let rule = c.get_ref();
+            let Some(cat) = categories.id(rule.category.get_ref()) else {
+                errors.push(src.error_at(
+                    rule.category.span(),
+                    format!(
+                        "unknown category {:?} (declared: {})",
+                        rule.category.get_ref(),
+                        categories.names(categories.all())
+                    ),
+                ));
+                continue;
+            };
+            if let Err(e) = pattern_regex(rule.name.get_ref()) {
+                errors.push(src.error_at(rule.name.span(), e));
+                continue;
+            }
+            let line = crate::config::line_column(&src.text, c.span().start).0;
+            let paths = if rule.paths.is_empty() { vec!["/".to_string()] } else { rule.paths.clone() };
+            cookie_rules.push(CookieRule {
+                pattern: rule.name.get_ref().clone(),
+                category: cat,
+                provider: if rule.provider.is_empty() {
+                    default_provider.to_string()
+                } else {
+                    rule.provider.clone()
+                },
+                purpose: rule.purpose.clone(),
+                duration: rule.duration.clone(),
+                domain: rule.domain.as_ref().map(|d| d.trim_start_matches('.').to_ascii_lowercase()),
+                paths,
+                max_age: rule.max_days.map(|d| Duration::from_secs(u64::from(d) * DAY)),
+                origin: origin(line),
+            });
+        }
+        for r in resources {
+            let rule = r.get_ref();
+            let Some(cat) = categories.id(rule.category.get_ref()) else {
+                errors.push(src.error_at(
+                    rule.category.span(),
+                    format!(
+                        "unknown category {:?} (declared: {})",
+                        rule.category.get_ref(),
+                        categories.names(categories.all())
+                    ),
+                ));
+                continue;
+            };
+            let matcher = match ResourceMatch::parse(rule.matches.get_ref()) {
+                Ok(m) => m,
+                Err(e) => {
+                    errors.push(src.error_at(rule.matches.span(), e));
+                    continue;
+                }
+            };
+            let line = crate::config::line_column(&src.text, r.span().start).0;
+            resource_rules.push(ResourceRule {
+                pattern: rule.matches.get_ref().clone(),
+                matcher,
+                category: cat,
+                provider: if rule.provider.is_empty() {
+                    default_provider.to_string()
+                } else {
+                    rule.provider.clone()
+                },
+                origin: origin(line),
+            });
+        }
+    };
+    push_rules(source, &|line| RuleOrigin::Config { line }, "", &raw.cookie, &raw.resource, &mut errors);
+    let mut preset_names = Vec::new();
+    for p in raw.presets.iter().flatten() {
+        match presets.get(p.get_ref()) {
+            None => {
+                let known: Vec<_> = presets.iter().map(|p| p.name.as_str()).collect();
+                errors.push(at(
+                    p.span(),
+                    format!("unknown preset {:?} (known: {})", p.get_ref(), known.join(", ")),
+                ));
+            }
+            Some(loaded) => {
+                let pname = loaded.name.clone();
+                let mut preset_errors = Vec::new();
+                push_rules(
+                    &loaded.source,
+                    &|_| RuleOrigin::Preset(pname.clone()),
+                    &loaded.preset.provider,
+                    &loaded.preset.cookie,
+                    &loaded.preset.resource,
+                    &mut preset_errors,
+                );
+                // A preset naming a category this policy lacks is an error
+                // at the place the preset is used.
+                for e in preset_errors {
+                    errors.push(at(p.span(), format!("preset {:?}: {}", p.get_ref(), e)));
+                }
+                preset_names.push(p.get_ref().clone());
+            }
+        }
+    }
+    let cookies = CookieRules::new(cookie_rules).unwrap_or_else(|e| {
+        errors.push(source.error(format!("policy {name}: {e}")));
+        CookieRules::default()
+    });
+    let resources = ResourceRules::new(resource_rules).unwrap_or_else(|e| {
+        errors.push(source.error(format!("policy {name}: {e}")));
+        ResourceRules::default()
+    });
+
+    let mut harden = Vec::new();
+    for h in &raw.harden {
+        let rule = h.get_ref();
+        let name_pattern = match NamePattern::compile(rule.name.get_ref()) {
+            Ok(p) => p,
+            Err(e) => {
+                errors.push(at(rule.name.span(), e));
+                continue;
+            }
+        };
+        let same_site = match rule.same_site.as_ref().map(|s| (s.get_ref().to_ascii_lowercase(), s.span())) {
+            None => None,
+            Some((s, _)) if s == "strict" => Some(SameSite::Strict),
+            Some((s, _)) if s == "lax" => Some(SameSite::Lax),
+            Some((s, _)) if s == "none" => Some(SameSite::None),
+            Some((s, span)) => {
+                errors.push(at(span, format!("same_site must be Strict, Lax or None, not {s:?}")));
+                None
+            }
+        };
+        harden.push(HardenRule {
+            name: name_pattern,
+            secure: rule.secure,
+            http_only: rule.http_only,
+            same_site,
+        });
+    }
+    let csp = match &raw.csp {
+        None => None,
+        Some(c) => match c.mode.get_ref().as_str() {
+            "enforce" => Some(CspSettings { report_only: false, report_uri: c.report_uri.clone() }),
+            "report-only" => Some(CspSettings { report_only: true, report_uri: c.report_uri.clone() }),
+            "off" => None,
+            other => {
+                errors.push(at(
+                    c.mode.span(),
+                    format!("csp.mode must be \"enforce\", \"report-only\" or \"off\", not {other:?}"),
+                ));
+                None
+            }
+        },
+    };
+    let banner = raw
+        .banner
+        .as_ref()
+        .map(|b| BannerSettings {
+            enabled: b.enabled,
+            texts: b.texts.clone(),
+            policy_url: b.policy_url.clone(),
+        })
+        .unwrap_or_default();
+
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Policy {
+        name: name.to_string(),
+        mode,
+        unknown_cookies,
+        unknown_third_party,
+        first_party,
+        neutralise,
+        consent_header: raw.consent_header.unwrap_or(false),
+        sweep_budget: raw.sweep_budget.unwrap_or(32),
+        categories,
+        consent,
+        cookies,
+        resources,
+        harden,
+        csp,
+        banner,
+        presets: preset_names,
+    })
+}
+
+/// `[policy.NAME]` with everything it `extends` merged in: the child's
+/// settings win, its rules come before the parent's, presets are united.
+fn merged(
+    name: &str,
+    source: &Source,
+    policies: &BTreeMap<String, Spanned<config::Policy>>,
+) -> Result<config::Policy, ConfigError> {
+    let mut chain: Vec<&Spanned<config::Policy>> = Vec::new();
+    let mut current = name;
+    loop {
+        let Some(policy) = policies.get(current) else {
+            return Err(source.error(format!("no policy named {current:?}")));
+        };
+        if chain.iter().any(|p| std::ptr::eq(*p, policy)) {
+            return Err(source.error_at(policy.span(), format!("policy {name:?}: `extends` forms a cycle")));
+        }
+        chain.push(policy);
+        match &policy.get_ref().extends {
+            None => break,
+            Some(parent) => {
+                if !policies.contains_key(parent.get_ref()) {
+                    return Err(source
+                        .error_at(parent.span(), format!("extends unknown policy {:?}", parent.get_ref())));
+                }
+                current = parent.get_ref();
+            }
+        }
+    }
+    // Fold from the root ancestor down to `name`.
+    let mut out = chain.last().map(|p| p.get_ref().clone()).expect("chain has the policy itself");
+    for child in chain.iter().rev().skip(1) {
+        let c = child.get_ref().clone();
+        out.mode = c.mode.or(out.mode);
+        out.unknown_cookies = c.unknown_cookies.or(out.unknown_cookies);
+        out.unknown_third_party = c.unknown_third_party.or(out.unknown_third_party);
+        out.neutralise = c.neutralise.or(out.neutralise);
+        out.consent_header = c.consent_header.or(out.consent_header);
+        out.sweep_budget = c.sweep_budget.or(out.sweep_budget);
+        out.csp = c.csp.or(out.csp);
+        out.banner = c.banner.or(out.banner);
+        out.consent = c.consent.or(out.consent);
+        if let Some(fp) = c.first_party {
+            out.first_party.get_or_insert_with(Vec::new).extend(fp);
+        }
+        if let Some(p) = c.presets {
+            let list = out.presets.get_or_insert_with(Vec::new);
+            for name in p {
+                if !list.iter().any(|x| x.get_ref() == name.get_ref()) {
+                    list.push(name);
+                }
+            }
+        }
+        if let Some(cats) = c.categories {
+            out.categories.get_or_insert_with(BTreeMap::new).extend(cats);
+        }
+        let mut cookies = c.cookie;
+        cookies.append(&mut out.cookie);
+        out.cookie = cookies;
+        let mut resources = c.resource;
+        resources.append(&mut out.resource);
+        out.resource = resources;
+        let mut harden = c.harden;
+        harden.append(&mut out.harden);
+        out.harden = harden;
+        out.extends = None;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn compile_str(text: &str) -> Result<Policy, Vec<ConfigError>> {
+        let source = Source { path: PathBuf::from("t.toml"), text: text.to_string() };
+        let file = source.parse().map_err(|e| vec![e])?;
+        compile("default", &source, &file.policy, &Presets::default())
+    }
+
+    #[test]
+    fn default_categories_and_rules() {
+        let p = compile_str(
+            r#"
+[policy.default]
+[[policy.default.cookie]]
+name = "_ga_*"
+category = "analytics"
+[[policy.default.cookie]]
+name = "_ga"
+category = "analytics"
+[[policy.default.cookie]]
+name = "/^_hj/"
+category = "analytics"
+[[policy.default.cookie]]
+name = "lang"
+category = "functional"
+domain = ".example.com"
+[[policy.default.resource]]
+match = "googletagmanager.com"
+category = "analytics"
+[[policy.default.resource]]
+match = "https://www.youtube.com/embed/"
+category = "advertising"
+[[policy.default.resource]]
+match = "inline:fbq("
+category = "advertising"
+"#,
+        )
+        .unwrap();
+        assert_eq!(p.categories.len(), 4);
+        let analytics = p.categories.id("analytics").unwrap();
+        assert_eq!(p.classify_cookie("_ga_ABC", "example.com").0, Some(analytics));
+        assert_eq!(p.classify_cookie("_ga", "example.com").0, Some(analytics));
+        assert_eq!(p.classify_cookie("_hjSession", "example.com").0, Some(analytics));
+        assert_eq!(p.classify_cookie("x_hj", "example.com").0, None);
+        assert!(p.classify_cookie("lang", "www.example.com").0.is_some());
+        assert!(p.classify_cookie("lang", "other.org").0.is_none());
+        assert_eq!(p.classify_cookie("consentry", "example.com").0, Some(CategoryId::NECESSARY));
+        assert!(p.resources.classify_url("www.googletagmanager.com", "/gtag/js").is_some());
+        assert!(p.resources.classify_url("googletagmanager.com.evil.org", "/").is_none());
+        assert!(p.resources.classify_url("www.youtube.com", "/embed/xyz").is_some());
+        assert!(p.resources.classify_url("www.youtube.com", "/watch").is_none());
+        assert!(p.resources.classify_inline("!function(){fbq('init')}").is_some());
+        assert!(p.honours_gpc());
+    }
+
+    #[test]
+    fn errors_have_locations() {
+        let errs = compile_str(
+            "[policy.default]\n[[policy.default.cookie]]\nname = \"_ga\"\ncategory = \"analitics\"\n[[policy.default.cookie]]\nname = \"/(/\"\ncategory = \"analytics\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert_eq!((errs[0].line, errs[0].column), (4, 12));
+        assert!(errs[0].message.contains("unknown category \"analitics\""));
+        assert_eq!(errs[1].line, 6);
+        assert!(errs[1].message.contains("bad regex"));
+    }
+
+    #[test]
+    fn extends_merges_child_first() {
+        let text = r#"
+[policy.base]
+mode = "report-only"
+[[policy.base.cookie]]
+name = "x"
+category = "analytics"
+[policy.default]
+extends = "base"
+[[policy.default.cookie]]
+name = "x"
+category = "functional"
+"#;
+        let p = compile_str(text).unwrap();
+        assert_eq!(p.mode, Mode::ReportOnly);
+        assert_eq!(p.classify_cookie("x", "a").0, p.categories.id("functional"));
+        let cyclic = "[policy.default]\nextends = \"b\"\n[policy.b]\nextends = \"default\"\n";
+        assert!(compile_str(cyclic).unwrap_err()[0].message.contains("cycle"));
+    }
+
+    #[test]
+    fn domain_matching() {
+        assert!(domain_matches("example.com", "example.com"));
+        assert!(domain_matches("www.example.com", "example.com"));
+        assert!(!domain_matches("badexample.com", "example.com"));
+        assert!(!domain_matches("com", "example.com"));
+    }
+}

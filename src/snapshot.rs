@@ -1,0 +1,304 @@
+//! Stage 3, **snapshot**: the whole compiled configuration behind one
+//! `ArcSwap`.
+//!
+//! A [`Snapshot`] is immutable. Every request loads the current one once and
+//! uses it to the end, even if a reload lands mid-request; a reload compiles
+//! a complete new snapshot and swaps it in one store. Keeping sites,
+//! policies and certificates behind the *same* swap means a request never
+//! sees a new site with an old policy.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+
+use crate::config::{self, ConfigError, Source};
+use crate::policy::{self, Policy};
+use crate::presets::Presets;
+use crate::route::{HostSet, Origin, Router, Site};
+
+/// Listener settings. Not hot-swapped: a change needs a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenSettings {
+    /// Plain HTTP address.
+    pub http: Option<SocketAddr>,
+    /// HTTPS address.
+    pub https: Option<SocketAddr>,
+    /// Admin API address.
+    pub admin: Option<SocketAddr>,
+}
+
+/// A TLS certificate to load: chain, key and the names it is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertSpec {
+    /// PEM chain file (resolved against the config's directory).
+    pub cert: PathBuf,
+    /// PEM key file.
+    pub key: PathBuf,
+    /// SNI names; empty = the names in the certificate.
+    pub hosts: Vec<String>,
+}
+
+/// The compiled configuration.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Increments on every successful reload (1 for the first load).
+    pub generation: u64,
+    /// When it was compiled.
+    pub loaded_at: SystemTime,
+    /// The config file.
+    pub path: PathBuf,
+    /// Every file it was built from (config, presets, certificates): the
+    /// reload watcher watches their directories.
+    pub files: Vec<PathBuf>,
+    /// Listener addresses.
+    pub listen: ListenSettings,
+    /// Certificates for the HTTPS listener.
+    pub certificates: Vec<CertSpec>,
+    /// HTTP/2 concurrent streams per connection.
+    pub h2_max_concurrent_streams: u32,
+    /// Timeouts and limits.
+    pub limits: config::Limits,
+    /// Admin bearer token.
+    pub admin_token: Option<String>,
+    /// Logging settings.
+    pub log: config::Log,
+    /// Audit settings.
+    pub audit: config::Audit,
+    /// Receipt settings.
+    pub receipts: config::Receipts,
+    /// Host → site.
+    pub router: Router,
+    /// Every compiled policy by name.
+    pub policies: BTreeMap<String, Arc<Policy>>,
+}
+
+impl Snapshot {
+    /// Reads, parses and compiles a config file.
+    pub fn load(path: &Path, generation: u64) -> Result<Snapshot, Vec<ConfigError>> {
+        let source = Source::read(path).map_err(|e| vec![e])?;
+        Snapshot::compile(&source, generation)
+    }
+
+    /// Compiles an already-read config. Collects every error it can.
+    pub fn compile(source: &Source, generation: u64) -> Result<Snapshot, Vec<ConfigError>> {
+        let file = source.parse().map_err(|e| vec![e])?;
+        let base = source.path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        let mut errors = Vec::new();
+        let mut files = vec![source.path.clone()];
+
+        let presets = match Presets::builtin() {
+            Ok(p) => p,
+            Err(e) => return Err(vec![e]),
+        };
+
+        let addr = |value: &Option<serde_spanned::Spanned<String>>, errors: &mut Vec<ConfigError>| {
+            value.as_ref().and_then(|v| match v.get_ref().parse::<SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    errors.push(source.error_at(
+                        v.span(),
+                        format!("bad listen address {:?} (expected IP:PORT)", v.get_ref()),
+                    ));
+                    None
+                }
+            })
+        };
+        let listen = ListenSettings {
+            http: addr(&file.listen.http, &mut errors),
+            https: addr(&file.listen.https, &mut errors),
+            admin: addr(&file.admin.listen, &mut errors),
+        };
+        if listen.http.is_none() && listen.https.is_none() && errors.is_empty() {
+            errors.push(source.error("[listen] needs `http` or `https`"));
+        }
+
+        let mut certificates = Vec::new();
+        match (&file.listen.cert, &file.listen.key) {
+            (Some(cert), Some(key)) => certificates.push(CertSpec {
+                cert: resolve(cert.get_ref()),
+                key: resolve(key.get_ref()),
+                hosts: Vec::new(),
+            }),
+            (Some(only), None) | (None, Some(only)) => {
+                errors.push(source.error_at(only.span(), "listen.cert and listen.key go together"));
+            }
+            (None, None) => {}
+        }
+        for c in &file.listen.certificate {
+            let c = c.get_ref();
+            certificates.push(CertSpec {
+                cert: resolve(&c.cert),
+                key: resolve(&c.key),
+                hosts: c.hosts.clone(),
+            });
+        }
+        if let Some(https) = &file.listen.https
+            && certificates.is_empty()
+        {
+            errors.push(source.error_at(
+                https.span(),
+                "an https listener needs listen.cert and listen.key, or [[listen.certificate]]",
+            ));
+        }
+        for c in &certificates {
+            files.push(c.cert.clone());
+            files.push(c.key.clone());
+        }
+
+        let admin_token = match (&file.admin.token, &file.admin.token_env) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(var)) => match std::env::var(var) {
+                Ok(t) if !t.is_empty() => Some(t),
+                _ => {
+                    errors.push(source.error(format!("admin.token_env names {var}, which is not set")));
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+
+        let mut policies = BTreeMap::new();
+        for name in file.policy.keys() {
+            match policy::compile(name, source, &file.policy, &presets) {
+                Ok(p) => {
+                    policies.insert(name.clone(), Arc::new(p));
+                }
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+
+        let mut router = Router::default();
+        if file.site.is_empty() {
+            errors.push(source.error("no [[site]]: consentry needs at least one site to front"));
+        }
+        for s in &file.site {
+            let raw = s.get_ref();
+            let origin = match Origin::parse(raw.origin.get_ref()) {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    errors.push(source.error_at(raw.origin.span(), e));
+                    None
+                }
+            };
+            let policy = policies.get(raw.policy.get_ref()).cloned();
+            if policy.is_none() && !file.policy.contains_key(raw.policy.get_ref()) {
+                errors.push(
+                    source.error_at(raw.policy.span(), format!("unknown policy {:?}", raw.policy.get_ref())),
+                );
+            }
+            if raw.hosts.is_empty() {
+                errors.push(source.error_at(s.span(), "a site needs at least one host"));
+            }
+            let mut host_set = HostSet::default();
+            for h in &raw.hosts {
+                if let Err(e) = host_set.insert(h.get_ref()) {
+                    errors.push(source.error_at(h.span(), e));
+                }
+            }
+            let ca_file = raw.ca_file.as_ref().map(|p| resolve(p.get_ref()));
+            if let Some(ca) = &ca_file {
+                files.push(ca.clone());
+            }
+            let (Some(origin), Some(policy)) = (origin, policy) else {
+                continue;
+            };
+            let hosts: Vec<String> = raw.hosts.iter().map(|h| h.get_ref().to_ascii_lowercase()).collect();
+            let site = Arc::new(Site {
+                name: raw.name.clone().unwrap_or_else(|| hosts.first().cloned().unwrap_or_default()),
+                hosts,
+                origin,
+                preserve_host: raw.preserve_host,
+                ca_file,
+                policy,
+                host_set,
+            });
+            if let Err(taken) = router.add(site) {
+                let span = raw
+                    .hosts
+                    .iter()
+                    .find(|h| h.get_ref().eq_ignore_ascii_case(&taken))
+                    .map_or(s.span(), |h| h.span());
+                errors.push(
+                    source.error_at(span, format!("duplicate host {taken:?}: another site already has it")),
+                );
+            }
+        }
+
+        if !errors.is_empty() {
+            errors.sort_by_key(|e| (e.file.clone(), e.line, e.column));
+            errors.dedup();
+            return Err(errors);
+        }
+        files.extend(presets.files.iter().cloned());
+        Ok(Snapshot {
+            generation,
+            loaded_at: SystemTime::now(),
+            path: source.path.clone(),
+            files,
+            listen,
+            certificates,
+            h2_max_concurrent_streams: file.listen.h2_max_concurrent_streams.unwrap_or(256),
+            limits: file.limits,
+            admin_token,
+            log: file.log,
+            audit: file.audit,
+            receipts: file.receipts,
+            router,
+            policies,
+        })
+    }
+}
+
+/// The current snapshot, swapped atomically on reload, plus the state the
+/// admin API reports about reloads.
+#[derive(Debug)]
+pub struct Store {
+    current: ArcSwap<Snapshot>,
+    generation: AtomicU64,
+    last_error: ArcSwap<Option<String>>,
+}
+
+impl Store {
+    /// A store holding a first snapshot.
+    pub fn new(snapshot: Snapshot) -> Store {
+        let generation = snapshot.generation;
+        Store {
+            current: ArcSwap::from_pointee(snapshot),
+            generation: AtomicU64::new(generation),
+            last_error: ArcSwap::from_pointee(None),
+        }
+    }
+
+    /// The current snapshot. Call once per request.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// The generation the next successful reload will get.
+    pub fn next_generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire) + 1
+    }
+
+    /// Installs a new snapshot and clears the last error.
+    pub fn swap(&self, snapshot: Snapshot) {
+        self.generation.store(snapshot.generation, Ordering::Release);
+        self.current.store(Arc::new(snapshot));
+        self.last_error.store(Arc::new(None));
+    }
+
+    /// Records a failed reload; the current snapshot keeps serving.
+    pub fn fail(&self, error: String) {
+        self.last_error.store(Arc::new(Some(error)));
+    }
+
+    /// The error of the last reload, if it failed.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.load().as_ref().clone()
+    }
+}
