@@ -29,6 +29,7 @@ pub mod config;
 pub mod consent;
 pub mod cookie;
 pub mod decision;
+pub mod declaration;
 pub mod inventory;
 pub mod metrics;
 pub mod policy;
