@@ -22,6 +22,7 @@
 //! inventory into the published cookie table.
 
 pub mod account;
+pub mod admin;
 pub mod audit;
 pub mod body;
 pub mod category;
