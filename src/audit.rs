@@ -15,7 +15,8 @@
 //! is full (the sink is slower than the traffic) or the sink fails, the
 //! entries are counted in [`AuditLog::dropped`] (exported as
 //! `consentry_audit_entries_dropped_total`) and the request goes on. Nothing
-//! is ever queued without bound and `record` never blocks.
+//! is ever queued without bound (at most [`DEFAULT_CAPACITY`] batches and
+//! [`MAX_QUEUED_BYTES`]) and `record` never blocks.
 //!
 //! The sink is stdout or a file that is rotated when the next batch would
 //! take it past `max_bytes`: `audit.log` → `audit.log.1` → … →
@@ -43,6 +44,11 @@ use crate::policy::{Mode, Policy};
 /// How many request batches may wait for the writer before new ones are
 /// dropped.
 pub const DEFAULT_CAPACITY: usize = 1024;
+
+/// Most bytes of formatted lines waiting for the writer; a page with
+/// thousands of decisions makes a large batch, so the backlog is bounded in
+/// bytes as well as in batches.
+pub const MAX_QUEUED_BYTES: u64 = 16 * 1024 * 1024;
 
 /// What is audited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +144,8 @@ enum Msg {
 struct Shared {
     written: AtomicU64,
     dropped: AtomicU64,
+    /// Bytes sent to the writer and not yet handled.
+    queued_bytes: AtomicU64,
     /// Bumped when `target` changes; the writer reopens on a new value.
     version: AtomicU64,
     target: Mutex<Option<Target>>,
@@ -147,6 +155,7 @@ struct Shared {
 pub struct AuditLog {
     level: AtomicU8,
     capacity: usize,
+    max_queued_bytes: u64,
     /// Built [`AuditLog::with_writer`]: `configure` changes only the level.
     fixed_sink: bool,
     tx: OnceLock<SyncSender<Msg>>,
@@ -169,6 +178,7 @@ impl Default for AuditLog {
         AuditLog {
             level: AtomicU8::new(Level::Off.to_u8()),
             capacity: DEFAULT_CAPACITY,
+            max_queued_bytes: MAX_QUEUED_BYTES,
             fixed_sink: false,
             tx: OnceLock::new(),
             shared: Arc::new(Shared::default()),
@@ -321,9 +331,17 @@ impl AuditLog {
             let _ = serde_json::to_writer(&mut text, &entry);
             text.push(b'\n');
         }
+        let len = text.len() as u64;
+        let queued = self.shared.queued_bytes.fetch_add(len, Ordering::Relaxed);
+        if queued + len > self.max_queued_bytes {
+            self.shared.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            self.shared.dropped.fetch_add(entries, Ordering::Relaxed);
+            return;
+        }
         match tx.try_send(Msg::Batch { text, entries }) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.shared.queued_bytes.fetch_sub(len, Ordering::Relaxed);
                 self.shared.dropped.fetch_add(entries, Ordering::Relaxed);
             }
         }
@@ -387,6 +405,7 @@ impl Writer {
     fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::Batch { text, entries } => {
+                self.shared.queued_bytes.fetch_sub(text.len() as u64, Ordering::Relaxed);
                 self.reopen_if_changed();
                 match self.write(&text) {
                     Ok(()) => {
@@ -637,6 +656,35 @@ mod tests {
         log.record("s", "r", &policy("enforce"), &[decision("a", None, Action::Block)], SystemTime::now());
         assert!(log.tx.get().is_none());
         assert_eq!((log.written(), log.dropped()), (0, 0));
+    }
+
+    /// A writer that never returns.
+    struct Stuck;
+    impl Write for Stuck {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            loop {
+                std::thread::park();
+            }
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn backlog_is_bounded_in_bytes() {
+        let mut log = AuditLog::with_writer(Level::All, Box::new(Stuck), 1000);
+        log.max_queued_bytes = 4096;
+        let p = policy("enforce");
+        let big: Vec<Decision> = (0..10).map(|i| decision(&format!("c{i}"), None, Action::Block)).collect();
+        for _ in 0..100 {
+            log.record("s", "r", &p, &big, SystemTime::now());
+        }
+        // Each batch is over 1 KiB: a handful fit, far fewer than the 1000
+        // batches the channel would take.
+        assert!(log.shared.queued_bytes.load(Ordering::Relaxed) <= 4096);
+        assert!(log.dropped() >= 90 * 10, "dropped {}", log.dropped());
+        assert_eq!(log.written(), 0);
     }
 
     #[test]
