@@ -29,6 +29,11 @@ use crate::policy::Policy;
 use crate::route::Site;
 use crate::snapshot::{Snapshot, Store};
 
+/// The directory relative paths in the config are resolved against.
+pub fn config_dir(snapshot: &Snapshot) -> &std::path::Path {
+    snapshot.path.parent().unwrap_or(std::path::Path::new(""))
+}
+
 /// Shared accounting state (one per process, behind an `Arc`).
 #[derive(Debug, Default)]
 pub struct Account {
@@ -55,7 +60,7 @@ impl Account {
     /// Applies a (re)loaded snapshot: audit level, sink and rotation, the
     /// inventory cap, and zeroed counters for every configured site.
     pub fn apply(&self, snapshot: &Snapshot) {
-        self.audit.configure(&snapshot.audit);
+        self.audit.configure(&snapshot.audit, config_dir(snapshot));
         self.inventory.set_max_entries(snapshot.limits.max_inventory_entries);
         for site in snapshot.router.sites() {
             self.metrics.prepare_site(&site.name, &site.policy);

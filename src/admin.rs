@@ -137,7 +137,7 @@ pub fn respond(state: &AdminState, method: &Method, uri: &Uri, headers: &HeaderM
         res.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         res
     };
-    let mut res = match path {
+    let res = match path {
         // The probes answer without a token (see the module doc).
         "/healthz" if !get => not_allowed(),
         "/healthz" => text(StatusCode::OK, "ok"),
@@ -172,8 +172,7 @@ pub fn respond(state: &AdminState, method: &Method, uri: &Uri, headers: &HeaderM
             }
         }
     };
-    res = strip_head(method, res);
-    res
+    strip_head(method, res)
 }
 
 fn strip_head(method: &Method, mut res: Response<AdminBody>) -> Response<AdminBody> {
@@ -229,7 +228,7 @@ fn config_json(state: &AdminState, snapshot: &Snapshot) -> serde_json::Value {
             })
         })
         .collect();
-    let audit_path = match Target::from_config(&snapshot.audit) {
+    let audit_path = match Target::from_config(&snapshot.audit, crate::account::config_dir(snapshot)) {
         Target::Stdout => "stdout".to_string(),
         Target::File { path, .. } => path.display().to_string(),
     };

@@ -18,7 +18,8 @@
 //! is ever queued without bound (at most [`DEFAULT_CAPACITY`] batches and
 //! [`MAX_QUEUED_BYTES`]) and `record` never blocks.
 //!
-//! The sink is stdout or a file that is rotated when the next batch would
+//! The sink is stdout or a file (a relative path is resolved against the
+//! config file's directory, as certificate paths are) that is rotated when the next batch would
 //! take it past `max_bytes`: `audit.log` → `audit.log.1` → … →
 //! `audit.log.KEEP`, the oldest deleted (`keep = 0`: no old file is kept;
 //! `max_bytes = 0`: never rotate). A batch is never split across files, so
@@ -124,13 +125,15 @@ pub enum Target {
 }
 
 impl Target {
-    /// The target an `[audit]` table names.
-    pub fn from_config(audit: &config::Audit) -> Target {
+    /// The target an `[audit]` table names; a relative path is resolved
+    /// against `base`, the config file's directory (as certificates are).
+    pub fn from_config(audit: &config::Audit, base: &Path) -> Target {
         if audit.path == "stdout" || audit.path == "-" {
-            Target::Stdout
-        } else {
-            Target::File { path: PathBuf::from(&audit.path), max_bytes: audit.max_bytes, keep: audit.keep }
+            return Target::Stdout;
         }
+        let path = Path::new(&audit.path);
+        let path = if path.is_absolute() { path.to_path_buf() } else { base.join(path) };
+        Target::File { path, max_bytes: audit.max_bytes, keep: audit.keep }
     }
 }
 
@@ -213,10 +216,10 @@ pub fn mode_name(mode: Mode) -> &'static str {
 
 impl AuditLog {
     /// An audit log as `[audit]` configures it (the writer thread starts
-    /// when the level is not `off`).
-    pub fn from_config(audit: &config::Audit) -> AuditLog {
+    /// when the level is not `off`); `base` as in [`Target::from_config`].
+    pub fn from_config(audit: &config::Audit, base: &Path) -> AuditLog {
         let log = AuditLog::default();
-        log.configure(audit);
+        log.configure(audit, base);
         log
     }
 
@@ -232,12 +235,12 @@ impl AuditLog {
 
     /// Applies (re)loaded settings: the level at once, a new path or
     /// rotation setting from the writer's next batch. Never blocks.
-    pub fn configure(&self, audit: &config::Audit) {
+    pub fn configure(&self, audit: &config::Audit, base: &Path) {
         let level = Level::parse(&audit.level).unwrap_or_else(|| {
             tracing::warn!(level = %audit.level, "unknown audit level; auditing is off");
             Level::Off
         });
-        let target = Target::from_config(audit);
+        let target = Target::from_config(audit, base);
         if !self.fixed_sink {
             let mut current = self.shared.target.lock().unwrap_or_else(|e| e.into_inner());
             if current.as_ref() != Some(&target) {
@@ -582,6 +585,34 @@ mod tests {
     fn lines(buf: &Shared) -> Vec<serde_json::Value> {
         let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
         text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    #[test]
+    fn targets_resolve_against_the_config_directory() {
+        let mut audit = config::Audit { path: "logs/audit.log".into(), ..config::Audit::default() };
+        let base = Path::new("/etc/consentry");
+        assert_eq!(
+            Target::from_config(&audit, base),
+            Target::File {
+                path: "/etc/consentry/logs/audit.log".into(),
+                max_bytes: audit.max_bytes,
+                keep: 5
+            }
+        );
+        audit.path = "/var/log/audit.log".into();
+        assert!(
+            matches!(Target::from_config(&audit, base), Target::File { path, .. } if path == Path::new("/var/log/audit.log"))
+        );
+        audit.path = "stdout".into();
+        assert_eq!(Target::from_config(&audit, base), Target::Stdout);
+    }
+
+    #[test]
+    fn a_bad_level_is_a_config_error() {
+        let text = "[listen]\nhttp = \"127.0.0.1:0\"\n[audit]\nlevel = \"verbose\"\n[[site]]\nhosts = [\"a.test\"]\norigin = \"http://127.0.0.1:1\"\npolicy = \"p\"\n[policy.p]\n";
+        let errors =
+            Snapshot::compile(&Source { path: PathBuf::from("t.toml"), text: text.into() }, 1).unwrap_err();
+        assert!(errors.iter().any(|e| e.message.contains("audit.level must be")), "{errors:?}");
     }
 
     #[test]
