@@ -191,6 +191,9 @@ pub struct Limits {
     /// Largest decoded size of a compressed HTML body that is rewritten;
     /// beyond it the rest passes through untouched.
     pub max_decoded_body: u64,
+    /// Most inventory entries (cookies and third-party hosts) kept per site;
+    /// sightings beyond it are counted, not stored.
+    pub max_inventory_entries: usize,
 }
 
 impl Default for Limits {
@@ -206,6 +209,7 @@ impl Default for Limits {
             origin_idle_timeout: Duration::from_secs(90),
             shutdown_grace: Duration::from_secs(30),
             max_decoded_body: 64 * 1024 * 1024,
+            max_inventory_entries: 10_000,
         }
     }
 }

@@ -17,15 +17,22 @@
 //! [`proxy`] is the glue that calls the stages in that order for each
 //! request. Around it: [`config`] (the file as written) and [`policy`] (the
 //! compiled rules), [`reload`] (hot reload), [`admin`] (the admin API),
-//! [`error`] (the one place errors become status codes).
+//! [`error`] (the one place errors become status codes). Stage 9 feeds
+//! [`metrics`], [`inventory`] and [`audit`]; [`declaration`] turns rules and
+//! inventory into the published cookie table.
 
 pub mod account;
+pub mod admin;
+pub mod audit;
 pub mod body;
 pub mod category;
 pub mod config;
 pub mod consent;
 pub mod cookie;
 pub mod decision;
+pub mod declaration;
+pub mod inventory;
+pub mod metrics;
 pub mod policy;
 pub mod presets;
 pub mod request_filter;

@@ -151,6 +151,13 @@ impl Snapshot {
             files.push(c.key.clone());
         }
 
+        if crate::audit::Level::parse(&file.audit.level).is_none() {
+            errors.push(source.error(format!(
+                "audit.level must be \"off\", \"blocked\" or \"all\", not {:?}",
+                file.audit.level
+            )));
+        }
+
         let admin_token = match (&file.admin.token, &file.admin.token_env) {
             (Some(t), _) => Some(t.clone()),
             (None, Some(var)) => match std::env::var(var) {
@@ -262,6 +269,8 @@ pub struct Store {
     current: ArcSwap<Snapshot>,
     generation: AtomicU64,
     last_error: ArcSwap<Option<String>>,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
 }
 
 impl Store {
@@ -272,6 +281,8 @@ impl Store {
             current: ArcSwap::from_pointee(snapshot),
             generation: AtomicU64::new(generation),
             last_error: ArcSwap::from_pointee(None),
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
         }
     }
 
@@ -290,15 +301,27 @@ impl Store {
         self.generation.store(snapshot.generation, Ordering::Release);
         self.current.store(Arc::new(snapshot));
         self.last_error.store(Arc::new(None));
+        self.reloads_ok.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records a failed reload; the current snapshot keeps serving.
     pub fn fail(&self, error: String) {
         self.last_error.store(Arc::new(Some(error)));
+        self.reloads_failed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The error of the last reload, if it failed.
     pub fn last_error(&self) -> Option<String> {
         self.last_error.load().as_ref().clone()
+    }
+
+    /// Successful reloads since start (the first load is not one).
+    pub fn reloads_ok(&self) -> u64 {
+        self.reloads_ok.load(Ordering::Relaxed)
+    }
+
+    /// Failed reloads since start.
+    pub fn reloads_failed(&self) -> u64 {
+        self.reloads_failed.load(Ordering::Relaxed)
     }
 }
