@@ -18,12 +18,18 @@
 //! request. Around it: [`config`] (the file as written) and [`policy`] (the
 //! compiled rules), [`reload`] (hot reload), [`admin`] (the admin API),
 //! [`error`] (the one place errors become status codes).
+//!
+//! The built-in consent loop: [`banner`] (the dialog injected into pages and
+//! its assets), [`consent_endpoint`] (`/.consentry/`: records a choice, sets
+//! the consent cookie), [`receipts`] (proof of consent on disk).
 
 pub mod account;
+pub mod banner;
 pub mod body;
 pub mod category;
 pub mod config;
 pub mod consent;
+pub mod consent_endpoint;
 pub mod cookie;
 pub mod decision;
 pub mod policy;
