@@ -76,8 +76,8 @@ pub struct Asset {
     pub path: &'static str,
     /// `Content-Type`.
     pub content_type: &'static str,
-    /// The bytes served.
-    pub body: &'static str,
+    /// The text served: the source without its comments and indentation.
+    pub body: String,
     /// A short hash of `body`: the `?v=` in the snippet's URLs.
     pub version: String,
     /// Strong `ETag` (`"HASH"`).
@@ -85,7 +85,7 @@ pub struct Asset {
 }
 
 impl Asset {
-    fn new(path: &'static str, content_type: &'static str, body: &'static str) -> Asset {
+    fn new(path: &'static str, content_type: &'static str, body: String) -> Asset {
         let digest = Sha256::digest(body.as_bytes());
         let version: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
         let etag = format!("\"{version}\"");
@@ -93,11 +93,31 @@ impl Asset {
     }
 }
 
+/// Drops `/* … */` comments (none of our strings contain `/*`), full-line
+/// `//` comments, indentation and blank lines: the sources stay commented
+/// for people, the wire gets only code. Deliberately not a minifier (no
+/// renaming, nothing that could change meaning), so no build tool is needed.
+fn compact(source: &str) -> String {
+    let mut text = String::with_capacity(source.len());
+    let mut rest = source;
+    while let Some(start) = rest.find("/*") {
+        text.push_str(&rest[..start]);
+        rest = rest[start..].find("*/").map_or("", |end| &rest[start + end + 2..]);
+    }
+    text.push_str(rest);
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("//")) {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 static CSS: LazyLock<Asset> = LazyLock::new(|| {
-    Asset::new(CSS_PATH, "text/css; charset=utf-8", include_str!("../assets/banner/banner.css"))
+    Asset::new(CSS_PATH, "text/css; charset=utf-8", compact(include_str!("../assets/banner/banner.css")))
 });
 static JS: LazyLock<Asset> = LazyLock::new(|| {
-    Asset::new(JS_PATH, "text/javascript; charset=utf-8", include_str!("../assets/banner/banner.js"))
+    Asset::new(JS_PATH, "text/javascript; charset=utf-8", compact(include_str!("../assets/banner/banner.js")))
 });
 
 /// The asset served at `path` (without query), if any.
@@ -1083,7 +1103,7 @@ duration = {evil:?}
         // No style rule can single one out: nothing in the CSS names either
         // button, and no rule about the buttons or their row picks one by
         // position or sibling.
-        let css = css().body;
+        let css = css().body.as_str();
         for needle in ["accept", "refuse", "[value", "[name"] {
             assert!(!css.contains(needle), "banner.css contains {needle:?}");
         }
@@ -1185,13 +1205,10 @@ enabled = true
     #[test]
     fn assets_fit_the_budget_and_stay_scoped() {
         let total = css().body.len() + js().body.len();
-        assert!(total < 15 * 1024, "banner.css + banner.js = {total} bytes, budget 15 KB");
+        assert!(total < 15 * 1024, "banner.css + banner.js = {total} bytes served, budget 15 KB");
         // Every CSS rule is scoped under #consentry-root.
-        let mut css = css().body.to_string();
-        while let Some(start) = css.find("/*") {
-            let end = css[start..].find("*/").expect("closed comment") + start + 2;
-            css.replace_range(start..end, "");
-        }
+        let css = &css().body;
+        assert!(!css.contains("/*"), "comments are not served");
         let mut token = String::new();
         let mut rules = 0;
         for c in css.chars() {
@@ -1211,18 +1228,16 @@ enabled = true
             }
         }
         assert!(rules > 20, "parsed {rules} rules");
-        let css = super::css().body;
         // No third-party requests: no absolute URL anywhere in the assets.
-        for body in [css, js().body] {
+        for body in [css.as_str(), js().body.as_str()] {
             assert!(!body.contains("http:") && !body.contains("https:") && !body.contains("//cdn"));
             assert!(!body.contains("@import") && !body.contains("url("));
         }
         // One IIFE, one global.
-        let js = js().body;
-        let after_comment = &js[js.find("*/").unwrap() + 2..];
-        let code: Vec<&str> = after_comment.lines().filter(|l| !l.trim().is_empty()).collect();
+        let js = js().body.as_str();
+        let code: Vec<&str> = js.lines().collect();
         assert!(code.first().unwrap().starts_with("(function () {"), "{:?}", code.first());
-        assert_eq!(code.last().unwrap().trim(), "})();");
+        assert_eq!(*code.last().unwrap(), "})();");
         // Assignments to window properties (not comparisons).
         let assign = regex::Regex::new(r"window\.[A-Za-z_$][\w$]*\s*=[^=]").unwrap();
         let globals: Vec<&str> = assign.find_iter(js).map(|m| m.as_str()).collect();
@@ -1249,7 +1264,7 @@ enabled = true
 
     /// The value of a `--consentry-NAME` custom property in banner.css.
     fn colour(name: &str) -> String {
-        let css = css().body;
+        let css = css().body.as_str();
         let key = format!("--consentry-{name}:");
         let at = css.find(&key).unwrap_or_else(|| panic!("no {key}")) + key.len();
         css[at..].split([';', '}']).next().unwrap().trim().to_string()
@@ -1294,11 +1309,168 @@ enabled = true
 
     #[test]
     fn focus_is_always_visible() {
-        let css = css().body;
+        let css = css().body.as_str();
         assert!(css.contains("#consentry-root :focus-visible{outline:3px solid var(--consentry-focus)"));
         // Nothing removes the outline except where :focus-visible restores it.
         for line in css.lines().filter(|l| l.contains("outline:none")) {
             assert!(line.contains("consentry-dialog:focus{"), "{line}");
         }
+    }
+}
+
+/// Static pages with the snippet, for looking at the banner in a browser:
+/// `cargo test --lib banner::fixtures -- --ignored` writes them under
+/// `test-artifacts/banner/site/` (gitignored), assets under `.consentry/`,
+/// so that any static file server rooted there shows them as a visitor
+/// would see them.
+#[cfg(test)]
+mod fixtures {
+    use super::*;
+    use crate::category::CategorySet;
+    use crate::consent::State;
+
+    const DEMO: &str = r#"
+[policy.default]
+[policy.default.consent]
+revision = 2
+[policy.default.banner]
+enabled = true
+policy_url = "/cookie-policy"
+[[policy.default.cookie]]
+name = "lang"
+category = "functional"
+provider = "This site"
+purpose = "Remembers your language"
+duration = "1 year"
+[[policy.default.cookie]]
+name = "_ga"
+category = "analytics"
+provider = "Google Analytics"
+purpose = "Distinguishes visitors"
+duration = "13 months"
+[[policy.default.cookie]]
+name = "_ga_*"
+category = "analytics"
+provider = "Google Analytics"
+purpose = "Keeps the session state"
+duration = "13 months"
+[[policy.default.cookie]]
+name = "_hjSessionUser_*"
+category = "analytics"
+provider = "Hotjar"
+purpose = "Keeps a visitor's id across sessions"
+duration = "1 year"
+[[policy.default.cookie]]
+name = "_fbp"
+category = "advertising"
+provider = "Meta"
+purpose = "Delivers and measures ads"
+duration = "3 months"
+[[policy.default.cookie]]
+name = "IDE"
+category = "advertising"
+provider = "Google Ads"
+purpose = "Retargeting"
+duration = "13 months"
+"#;
+
+    fn page(title: &str, extra_head: &str, snippet: &str) -> String {
+        format!(
+            r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+body {{ margin: 0; font-family: Georgia, serif; color: #222; background: #fafaf7; }}
+header {{ background: #0b3d2e; color: #fff; padding: 18px 32px; display: flex; gap: 24px; align-items: center; }}
+header nav a {{ color: #d6f5e8; margin-right: 16px; }}
+main {{ max-width: 860px; margin: 32px auto; padding: 0 24px; line-height: 1.6; }}
+footer {{ padding: 24px 32px; background: #eee; }}
+</style>{extra_head}</head>
+<body>
+<header><strong>Callora Networks</strong><nav><a href="/">Home</a><a href="/pricing">Pricing</a><a href="/contact">Contact</a></nav></header>
+<main>
+<h1>Business telephony that just works</h1>
+<p>Cloud phone numbers in 60 countries, call routing, recording and analytics for teams of every size. Port your numbers in a day and keep your existing devices.</p>
+<p><button>Start a free trial</button> <a href="/pricing">See pricing</a></p>
+<h2>Why teams switch</h2>
+<p>Lorem ipsum dolor sit amet, consectetur adipiscing elit. Integer posuere erat a ante venenatis dapibus posuere velit aliquet. Cras mattis consectetur purus sit amet fermentum. Donec ullamcorper nulla non metus auctor fringilla.</p>
+<table><tr><td>Plan</td><td>Price</td></tr><tr><td>Starter</td><td>€12</td></tr></table>
+<p>Maecenas faucibus mollis interdum. Nullam quis risus eget urna mollis ornare vel eu leo. Aenean lacinia bibendum nulla sed consectetur.</p>
+</main>
+<footer>© 2026 Callora Networks · <a href="/cookie-policy">Cookie policy</a></footer>
+{snippet}</body></html>
+"#
+        )
+    }
+
+    #[test]
+    #[ignore = "writes fixture pages for a manual look; run with --ignored"]
+    fn write_fixture_pages() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("test-artifacts/banner/site");
+        std::fs::create_dir_all(dir.join(".consentry")).unwrap();
+        std::fs::write(dir.join(".consentry/banner.css"), &css().body).unwrap();
+        std::fs::write(dir.join(".consentry/banner.js"), &js().body).unwrap();
+        let p = tests::policy(DEMO);
+        let none = Consent::none(Format::Consentry, State::Missing);
+        let analytics = p.categories.id("analytics").unwrap();
+        let valid = Consent {
+            granted: CategorySet::NECESSARY_ONLY.union(CategorySet::only(analytics)),
+            state: State::Valid,
+            format: Format::Consentry,
+            revision: Some(2),
+            given_at: None,
+            gpc_refused: CategorySet::EMPTY,
+        };
+        let render = |lang, consent: &Consent| {
+            String::from_utf8(snippet(&p, lang, consent, None, "/").to_vec()).unwrap()
+        };
+        // A site whose global styles would wreck an unscoped banner.
+        let hostile = "<style>* { font-family: 'Comic Sans MS', cursive !important; } button { background: hotpink; padding: 30px; border: 5px dotted red; } p { color: red; font-size: 22px; } table td { border: 3px solid blue; padding: 20px; } a { color: orange; } input { width: 300px; height: 40px; } div { margin: 10px; }</style>";
+        let pages = [
+            ("open-en.html", page("Open", "", &render(Lang::En, &none))),
+            ("open-fr.html", page("Ouvert", "", &render(Lang::Fr, &none))),
+            ("open-de.html", page("Offen", "", &render(Lang::De, &none))),
+            (
+                "customise-en.html",
+                page(
+                    "Customise",
+                    "",
+                    &render(Lang::En, &none)
+                        .replace("<details id=\"consentry-prefs\"", "<details open id=\"consentry-prefs\"")
+                        .replacen(
+                            "<details class=\"consentry-cookies\"",
+                            "<details open class=\"consentry-cookies\"",
+                            3,
+                        ),
+                ),
+            ),
+            ("manage-en.html", page("Manage", "", &render(Lang::En, &valid))),
+            ("hostile-en.html", page("Hostile CSS", hostile, &render(Lang::En, &none))),
+            // Elements neutralised the way the HTML stage leaves them, for
+            // checking that a grant revives them without a reload.
+            (
+                "revive-en.html",
+                page(
+                    "Revive",
+                    "",
+                    &format!(
+                        "{}{}",
+                        r#"<script type="text/plain" data-category="analytics">window.inlineRan = (window.inlineRan || 0) + 1;</script>
+<script type="text/plain" data-category="analytics" data-src="/tracker.js"></script>
+<img data-category="analytics" data-src="/pixel.gif" id="pixel" alt="">
+<iframe data-category="advertising" data-src="/ad.html" id="ad"></iframe>
+<script type="text/plain" data-category="advertising">window.adsRan = true;</script>
+"#,
+                        render(Lang::En, &none)
+                    ),
+                ),
+            ),
+        ];
+        std::fs::write(dir.join("tracker.js"), "window.trackerRan = (window.trackerRan || 0) + 1;\n")
+            .unwrap();
+        for (name, html) in pages {
+            std::fs::write(dir.join(name), html).unwrap();
+        }
+        eprintln!("fixture pages in {}", dir.display());
     }
 }

@@ -23,9 +23,20 @@
 
   function isOpen() { return !overlay.hidden; }
 
+  // Content of a closed <details> still has boxes in some engines, so
+  // visibility is checked explicitly.
+  function shown(el) {
+    if (el.checkVisibility) return el.checkVisibility();
+    for (var n = el; n && n !== dialog; n = n.parentElement) {
+      var d = n.parentElement;
+      if (d && d.tagName === 'DETAILS' && !d.open && n.tagName !== 'SUMMARY') return false;
+    }
+    return el.getClientRects().length > 0;
+  }
+
   function focusables() {
     var all = dialog.querySelectorAll('a[href],button:not([disabled]),input:not([disabled]),summary');
-    return Array.prototype.filter.call(all, function (el) { return el.getClientRects().length > 0; });
+    return Array.prototype.filter.call(all, shown);
   }
 
   function sync() {
@@ -124,25 +135,34 @@
     if (!b || b.name !== 'choice' || !window.fetch) return; // plain form post
     e.preventDefault();
     var choice = b.value;
-    var all = [];
     var picked = [];
-    each(form.querySelectorAll('input[name="category"]'), function (box) {
-      all.push(box.value);
-      if (box.checked || box.disabled) picked.push(box.value);
-    });
-    var next = choice === 'accept-all' ? all : choice === 'refuse-all' ? ['necessary'] : picked;
-    if (!has(next, 'necessary')) next.unshift('necessary');
+    each(form.querySelectorAll('input[name="category"]:checked'), function (box) { picked.push(box.value); });
+    var url = form.getAttribute('action');
+    var posted = false;
     busy(true);
-    fetch(form.getAttribute('action'), {
+    fetch(url, {
       method: 'POST',
       credentials: 'same-origin',
       headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
-      body: JSON.stringify({ choice: choice, categories: picked, method: 'banner' })
+      body: JSON.stringify({ choice: choice, categories: choice === 'custom' ? picked : [], method: 'banner' })
     }).then(function (r) {
       if (!r.ok) throw new Error('status ' + r.status);
+      posted = true;
+      // The proxy decides what is granted (Sec-GPC may narrow a choice):
+      // ask it rather than assume.
+      return fetch(url, { credentials: 'same-origin', cache: 'no-store', headers: { Accept: 'application/json' } });
+    }).then(function (r) {
+      return r.json();
+    }).then(function (state) {
       busy(false);
-      apply(next);
-    }).catch(function () { fallback(choice); });
+      if (state.valid) apply(state.granted);
+      else location.reload();
+    }).catch(function () {
+      // Not recorded: post the form the plain way. Recorded but unreadable:
+      // a reload shows the page as the proxy now serves it.
+      if (posted) location.reload();
+      else fallback(choice);
+    });
   });
 
   dialog.addEventListener('keydown', function (e) {
