@@ -11,6 +11,11 @@
 //! | `GET`, `HEAD` | `/.consentry/banner.css`, `/.consentry/banner.js` | the banner assets (`ETag`, year-long cache with `?v=`) |
 //! | other | `/.consentry/…` | `404` (`405` for a known path with another method) |
 //!
+//! The POST works whenever the site's policy reads consentry's own cookie
+//! (`consent.format = "consentry"`, the default), banner or not, so a site
+//! may build its own consent UI on it (receipts then say `method: api`);
+//! otherwise it is a 404.
+//!
 //! # Recording a choice
 //! The body (`application/x-www-form-urlencoded` from the banner's form,
 //! or `application/json`) is read with a [`MAX_BODY`] cap and a
@@ -666,13 +671,18 @@ enabled = true
             .header(USER_AGENT, "TestBrowser/1.0")
     }
 
+    /// The glue spawns the handler on a multi-threaded runtime.
+    fn require_send<F: std::future::Future + Send>(f: F) -> F {
+        f
+    }
+
     async fn send(
         req: http::request::Builder,
         body: &str,
         site: &Site,
         cx: &EndpointContext,
     ) -> Response<Body> {
-        handle(req.body(Full::new(Bytes::from(body.to_string()))).unwrap(), site, cx).await
+        require_send(handle(req.body(Full::new(Bytes::from(body.to_string()))).unwrap(), site, cx)).await
     }
 
     async fn text(res: Response<Body>) -> String {

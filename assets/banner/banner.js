@@ -175,6 +175,12 @@
       }
       return;
     }
+    // The close link is announced as a button: Space works too.
+    if ((e.key === ' ' || e.key === 'Spacebar') && e.target === closer) {
+      e.preventDefault();
+      close();
+      return;
+    }
     if (e.key !== 'Tab') return;
     var f = focusables();
     if (!f.length) return;
