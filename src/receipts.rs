@@ -746,7 +746,9 @@ mod tests {
         assert_eq!(stats.receipts.load(Ordering::Relaxed), 200);
         // Every receipt was synced; how many shared a sync depends on timing,
         // so only the upper bound is asserted.
-        assert!(stats.syncs.load(Ordering::Relaxed) <= 200);
+        let syncs = stats.syncs.load(Ordering::Relaxed);
+        assert!(syncs <= 200);
+        eprintln!("group commit: 200 receipts from 8 threads in {syncs} syncs");
         drop(writer);
         let report = verify(&path).unwrap();
         assert!(report.is_ok(), "{report}");
