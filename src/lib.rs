@@ -20,14 +20,20 @@
 //! [`error`] (the one place errors become status codes). Stage 9 feeds
 //! [`metrics`], [`inventory`] and [`audit`]; [`declaration`] turns rules and
 //! inventory into the published cookie table.
+//!
+//! The built-in consent loop: [`banner`] (the dialog injected into pages and
+//! its assets), [`consent_endpoint`] (`/.consentry/`: records a choice, sets
+//! the consent cookie), [`receipts`] (proof of consent on disk).
 
 pub mod account;
 pub mod admin;
 pub mod audit;
+pub mod banner;
 pub mod body;
 pub mod category;
 pub mod config;
 pub mod consent;
+pub mod consent_endpoint;
 pub mod cookie;
 pub mod decision;
 pub mod declaration;
@@ -35,6 +41,7 @@ pub mod inventory;
 pub mod metrics;
 pub mod policy;
 pub mod presets;
+pub mod receipts;
 pub mod request_filter;
 pub mod response_body;
 pub mod response_headers;
