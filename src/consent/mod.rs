@@ -7,11 +7,39 @@
 //! those names to policy categories through the policy's `map`, then applies
 //! renewal (`max_age_days`), `revision` and `Sec-GPC`.
 //!
-//! Fail closed: anything missing, malformed, truncated, oversized, expired,
-//! of an older revision or contradictory grants `necessary` only. No reader
-//! may panic on any input.
+//! | format | cookie | adapter | names | `revision` compares with | time |
+//! |---|---|---|---|---|---|
+//! | `consentry` | `consentry` | [`consentry`] | policy categories | the cookie's revision | given-at (s) |
+//! | `cookieconsent` | `cc_cookie` | [`cookieconsent`] | its categories (`level` in v2) | `revision` (0 if absent) | `lastConsentTimestamp`, `expirationTime` |
+//! | `klaro` | `klaro` | [`klaro`] | service names | — | — |
+//! | `cookiebot` | `CookieConsent` | [`cookiebot`] | `preferences`, `statistics`, `marketing` | `ver` | `utc` (ms) |
+//! | `onetrust` | `OptanonConsent` | [`onetrust`] | group ids (`C0002`) | — (`AwaitingReconsent`) | `datestamp` |
+//! | `cookieyes` | `cookieyes-consent` | [`cookieyes`] | category slugs | — | — |
+//! | `complianz` | `cmplz_*` | [`complianz`] | `preferences`, `statistics`, `marketing` | `cmplz_policy_id` | — |
+//! | `tcf` | `euconsent-v2` | [`tcf`] | purpose numbers (`"1"`..`"24"`) | — | LastUpdated |
+//!
+//! Fail closed: anything missing, malformed, truncated, oversized
+//! (> [`MAX_VALUE_LEN`]), expired, of an older revision or contradictory
+//! (the same name granted and refused, two cookies of the consent cookie's
+//! name with different values) grants `necessary` only. So does a value a
+//! consent manager writes before the visitor has chosen anything (CookieYes
+//! without `action:yes`, OneTrust with `interactionCount=0`): defaults are
+//! not consent. No reader may panic on any input; each is a plain function
+//! over the cookie text, fuzzed by the property tests below.
 
 use std::time::{Duration, SystemTime};
+
+pub mod complianz;
+pub mod consentry;
+pub mod cookiebot;
+pub mod cookieconsent;
+pub mod cookieyes;
+mod decode;
+pub mod klaro;
+pub mod onetrust;
+pub mod tcf;
+
+pub use consentry::encode;
 
 use crate::category::{CategoryId, CategorySet};
 use crate::cookie::CookieJar;
@@ -85,13 +113,34 @@ impl Format {
     }
 
     /// Whether `name` is one of the cookies this consent manager keeps its
-    /// state in (besides the configured consent cookie): always necessary.
+    /// state in (besides the configured consent cookie): always necessary,
+    /// never stripped or swept, or the banner would come back on every page.
     pub fn owns_cookie(self, name: &str) -> bool {
         match self {
-            Format::Complianz => name.starts_with("cmplz_"),
-            Format::OneTrust => name == "OptanonAlertBoxClosed",
-            Format::CookieYes => name == "cookieyes-consent",
-            _ => false,
+            Format::Consentry | Format::CookieConsent | Format::Klaro => false,
+            // Cross-domain ("bulk") consent.
+            Format::Cookiebot => {
+                name == "CookieConsent"
+                    || name == "CookieConsentBulkTicket"
+                    || name.starts_with("CookieConsentBulkSetting-")
+            }
+            // OneTrust with the IAB TCF integration also keeps a TC string
+            // and Google's Additional Consent string.
+            Format::OneTrust => matches!(
+                name,
+                "OptanonConsent" | "OptanonAlertBoxClosed" | "OTAdditionalConsentString" | "eupubconsent-v2"
+            ),
+            // The WordPress plugin behind CookieYes ("GDPR Cookie Consent")
+            // keeps its older cookies alongside.
+            Format::CookieYes => {
+                name == "cookieyes-consent"
+                    || name == "viewed_cookie_policy"
+                    || name == "CookieLawInfoConsent"
+                    || name.starts_with("cookielawinfo-checkbox-")
+            }
+            Format::Complianz => name.starts_with("cmplz_") || name.starts_with("complianz_"),
+            // Google's Additional Consent Mode string travels with the TC string.
+            Format::Tcf => name == "euconsent-v2" || name == "addtl_consent",
         }
     }
 
@@ -100,7 +149,17 @@ impl Format {
     /// category the policy does not declare are ignored.
     pub fn default_map(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            Format::Consentry | Format::CookieConsent | Format::Klaro => &[],
+            // Policy category names map to themselves; Klaro services are
+            // the site's own and need an explicit `map`.
+            Format::Consentry | Format::Klaro => &[],
+            // cookieconsent categories are the site's own too; these are
+            // the names its documentation and examples use.
+            Format::CookieConsent => &[
+                ("functionality", "functional"),
+                ("preferences", "functional"),
+                ("marketing", "advertising"),
+                ("targeting", "advertising"),
+            ],
             Format::Cookiebot => &[
                 ("necessary", "necessary"),
                 ("preferences", "functional"),
@@ -221,9 +280,33 @@ impl Consent {
     }
 }
 
-/// Why an adapter refused a cookie (logged at debug level).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invalid(pub &'static str);
+/// Why an adapter gave no consent: the state to report and a short reason
+/// for the debug log and `explain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    /// `Missing`, `Invalid`, `Expired` or `OldRevision`.
+    pub state: State,
+    /// What was wrong, for humans.
+    pub reason: &'static str,
+}
+
+impl Refusal {
+    /// The value did not parse, was oversized, forged or contradictory.
+    pub const fn invalid(reason: &'static str) -> Refusal {
+        Refusal { state: State::Invalid, reason }
+    }
+
+    /// There is no choice to read (no cookie, or only the consent
+    /// manager's defaults).
+    pub const fn missing(reason: &'static str) -> Refusal {
+        Refusal { state: State::Missing, reason }
+    }
+
+    /// The consent manager itself asks for consent again.
+    pub const fn old_revision(reason: &'static str) -> Refusal {
+        Refusal { state: State::OldRevision, reason }
+    }
+}
 
 /// Largest consent cookie value read; anything longer is invalid. Real
 /// values are under 4 KB (browsers cap a cookie at 4096 bytes).
@@ -231,10 +314,21 @@ pub const MAX_VALUE_LEN: usize = 8 * 1024;
 
 /// Reads the visitor's consent from the request's cookies.
 ///
-/// `gpc` is whether the request carried `Sec-GPC: 1`.
+/// `gpc` is whether the request carried `Sec-GPC: 1`: the policy's
+/// `gpc_refuses` categories are then removed whatever the cookie says
+/// (and reported in [`Consent::gpc_refused`]).
 pub fn read(settings: &ConsentSettings, jar: &CookieJar<'_>, gpc: bool, now: SystemTime) -> Consent {
     let mut consent = match read_raw(settings, jar) {
-        Err(state) => Consent::none(settings.format, state),
+        Err(refusal) => {
+            tracing::debug!(
+                format = settings.format.name(),
+                cookie = %settings.cookie,
+                state = refusal.state.name(),
+                reason = refusal.reason,
+                "consent refused"
+            );
+            Consent::none(settings.format, refusal.state)
+        }
         Ok(reading) => evaluate(settings, &reading, now),
     };
     if gpc {
@@ -243,14 +337,35 @@ pub fn read(settings: &ConsentSettings, jar: &CookieJar<'_>, gpc: bool, now: Sys
         consent.granted = consent.granted.difference(refused);
         consent.gpc_refused = refused;
     }
+    tracing::debug!(
+        format = settings.format.name(),
+        state = consent.state.name(),
+        granted = consent.granted.bits(),
+        gpc_refused = consent.gpc_refused.bits(),
+        "consent read"
+    );
     consent
 }
 
-fn read_raw(settings: &ConsentSettings, jar: &CookieJar<'_>) -> Result<Reading, State> {
-    let _ = jar;
-    let _ = settings;
-    // Adapters are added per format; until then nothing is read (fail closed).
-    Err(State::Missing)
+/// Runs the adapter for the policy's format over the request's cookies:
+/// the consent manager's own reading, before mapping, renewal and revision
+/// checks ([`evaluate`]). Used by [`read`] and by `explain`.
+pub fn read_raw(settings: &ConsentSettings, jar: &CookieJar<'_>) -> Result<Reading, Refusal> {
+    let parse: fn(&str) -> Result<Reading, Refusal> = match settings.format {
+        // Complianz spreads its state over several cookies.
+        Format::Complianz => return complianz::read(jar, &settings.cookie),
+        Format::Consentry => {
+            let value = decode::required(jar, &settings.cookie)?;
+            return consentry::parse(value, settings.hmac_key.as_deref());
+        }
+        Format::CookieConsent => cookieconsent::parse,
+        Format::Klaro => klaro::parse,
+        Format::Cookiebot => cookiebot::parse,
+        Format::OneTrust => onetrust::parse,
+        Format::CookieYes => cookieyes::parse,
+        Format::Tcf => tcf::parse,
+    };
+    parse(decode::required(jar, &settings.cookie)?)
 }
 
 /// Applies the policy to a reading: maps names, checks revision and age.
