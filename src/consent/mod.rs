@@ -37,7 +37,11 @@ pub mod cookieyes;
 mod decode;
 pub mod klaro;
 pub mod onetrust;
+#[cfg(test)]
+mod props;
 pub mod tcf;
+#[cfg(test)]
+pub(crate) mod vectors;
 
 pub use consentry::encode;
 
@@ -421,4 +425,281 @@ pub fn mapped(settings: &ConsentSettings, name: &str) -> Option<CategorySet> {
 /// Convenience for adapters: a category id's bit set.
 pub fn set_of(id: CategoryId) -> CategorySet {
     CategorySet::only(id)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::config::Source;
+    use crate::policy::{Policy, compile};
+    use crate::presets::Presets;
+    use std::path::PathBuf;
+    use std::time::UNIX_EPOCH;
+
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+    pub(crate) const KEY: &str = "test-key-0123456789abcdef";
+
+    /// A policy with the four default categories and this `[consent]` table.
+    pub(crate) fn policy(consent: &str) -> Policy {
+        let text = format!("[policy.default]\n[policy.default.consent]\n{consent}\n");
+        let source = Source { path: PathBuf::from("t.toml"), text };
+        let file = source.parse().unwrap();
+        compile("default", &source, &file.policy, &Presets::default()).unwrap()
+    }
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn names(p: &Policy, c: &Consent) -> String {
+        p.categories.names(c.granted)
+    }
+
+    fn read_at(p: &Policy, header: &str, now: SystemTime) -> Consent {
+        read(&p.consent, &CookieJar::parse(header), false, now)
+    }
+
+    /// Every format reads its real accept-all value end to end, through the
+    /// default map.
+    #[test]
+    fn every_format_end_to_end() {
+        let cases: [(&str, String, SystemTime, &str); 8] = [
+            (
+                "format = \"consentry\"\nhmac_key = \"k\"",
+                format!(
+                    "consentry={}",
+                    encode(&["analytics", "functional"], 0, at(1_700_000_000), Some(b"k"))
+                ),
+                at(1_700_000_000) + DAY,
+                "necessary,functional,analytics",
+            ),
+            (
+                "format = \"cookieconsent\"",
+                format!("cc_cookie={}", vectors::COOKIECONSENT),
+                at(1_744_767_171) + DAY,
+                "necessary,analytics",
+            ),
+            (
+                "format = \"klaro\"\nmap = { googleAnalytics = \"analytics\", youtube = \"advertising\" }",
+                format!("klaro={}", vectors::KLARO),
+                at(1_700_000_000),
+                "necessary,analytics,advertising",
+            ),
+            (
+                "format = \"cookiebot\"\nrevision = 1",
+                format!("CookieConsent={}", vectors::COOKIEBOT),
+                at(1_726_058_380) + DAY,
+                "necessary,functional,analytics,advertising",
+            ),
+            (
+                "format = \"onetrust\"",
+                format!("OptanonConsent={}", vectors::ONETRUST),
+                at(1_751_736_814) + DAY,
+                "necessary,functional,analytics,advertising",
+            ),
+            (
+                "format = \"cookieyes\"",
+                format!("cookieyes-consent={}", vectors::COOKIEYES),
+                at(1_700_000_000),
+                "necessary,functional,analytics,advertising",
+            ),
+            (
+                "format = \"complianz\"\nrevision = 14",
+                vectors::COMPLIANZ.to_string(),
+                at(1_700_000_000),
+                "necessary,functional,analytics,advertising",
+            ),
+            (
+                "format = \"tcf\"",
+                format!("euconsent-v2={}", vectors::TCF),
+                at(1_667_551_488) + DAY,
+                "necessary,analytics,advertising",
+            ),
+        ];
+        for (consent, header, now, want) in cases {
+            let p = policy(consent);
+            let c = read_at(&p, &header, now);
+            assert_eq!((c.state, names(&p, &c).as_str()), (State::Valid, want), "{consent}");
+            assert_eq!(c.format, p.consent.format);
+            // And without the cookie: nothing.
+            let none = read_at(&p, "unrelated=1", now);
+            assert_eq!(
+                (none.state, none.granted),
+                (State::Missing, CategorySet::NECESSARY_ONLY),
+                "{consent}"
+            );
+            // A 1 MB value under the consent cookie's name grants nothing.
+            let huge = format!("{}={}", p.consent.cookie, "a".repeat(1 << 20));
+            let c = read_at(&p, &huge, now);
+            assert_eq!((c.state, c.granted), (State::Invalid, CategorySet::NECESSARY_ONLY), "{consent}");
+        }
+    }
+
+    #[test]
+    fn duplicate_consent_cookies() {
+        let p = policy("format = \"cookieyes\"");
+        let accept = format!("cookieyes-consent={}", vectors::COOKIEYES);
+        let reject = "cookieyes-consent=consent:no,action:yes,necessary:yes,analytics:no";
+        let now = at(1_700_000_000);
+        // The same value twice (e.g. path / and /shop) is one choice.
+        assert_eq!(read_at(&p, &format!("{accept}; {accept}"), now).state, State::Valid);
+        // Two different values: which one is current is unknowable.
+        let c = read_at(&p, &format!("{accept}; {reject}"), now);
+        assert_eq!((c.state, c.granted), (State::Invalid, CategorySet::NECESSARY_ONLY));
+        // A quoted value is read as unquoted.
+        let quoted = format!("cookieyes-consent=\"{}\"", vectors::COOKIEYES);
+        assert_eq!(read_at(&p, &quoted, now).state, State::Valid);
+        // An empty value is no choice.
+        assert_eq!(read_at(&p, "cookieyes-consent=", now).state, State::Missing);
+    }
+
+    #[test]
+    fn renewal_expiry_and_future() {
+        let p = policy("max_age_days = 180");
+        let given = at(1_700_000_000);
+        let cookie = format!("consentry={}", encode(&["analytics"], 0, given, None));
+        assert_eq!(read_at(&p, &cookie, given + 179 * DAY).state, State::Valid);
+        let old = read_at(&p, &cookie, given + 181 * DAY);
+        assert_eq!((old.state, old.granted), (State::Expired, CategorySet::NECESSARY_ONLY));
+        // Consent from the far future is forged or corrupt; a little clock
+        // skew is not.
+        assert_eq!(read_at(&p, &cookie, given - 2 * DAY).state, State::Invalid);
+        assert_eq!(read_at(&p, &cookie, given - Duration::from_secs(60)).state, State::Valid);
+        // The consent manager's own expiry (cookieconsent expirationTime).
+        let p = policy("format = \"cookieconsent\"\nmax_age_days = 3650");
+        let cc = format!("cc_cookie={}", vectors::COOKIECONSENT);
+        let after_expiry = UNIX_EPOCH + Duration::from_millis(1_760_491_971_026);
+        assert_eq!(read_at(&p, &cc, after_expiry - DAY).state, State::Valid);
+        assert_eq!(read_at(&p, &cc, after_expiry).state, State::Expired);
+        // Cookiebot utc: 2024-09-11; 180 days later it must be renewed.
+        let p = policy("format = \"cookiebot\"\nmax_age_days = 180");
+        let cb = format!("CookieConsent={}", vectors::COOKIEBOT);
+        assert_eq!(read_at(&p, &cb, at(1_726_058_380) + 181 * DAY).state, State::Expired);
+    }
+
+    #[test]
+    fn revisions() {
+        let given = at(1_700_000_000);
+        let now = given + DAY;
+        let p = policy("revision = 2");
+        for (rev, want) in [(1, State::OldRevision), (2, State::Valid), (3, State::Valid)] {
+            let cookie = format!("consentry={}", encode(&["analytics"], rev, given, None));
+            assert_eq!(read_at(&p, &cookie, now).state, want, "revision {rev}");
+        }
+        // cookieconsent's revision 0 against a policy at revision 1.
+        let p = policy("format = \"cookieconsent\"\nrevision = 1");
+        let cc = format!("cc_cookie={}", vectors::COOKIECONSENT);
+        let c = read_at(&p, &cc, at(1_744_767_171) + DAY);
+        assert_eq!((c.state, c.granted), (State::OldRevision, CategorySet::NECESSARY_ONLY));
+        // Complianz policy id 14 against revision 15.
+        let p = policy("format = \"complianz\"\nrevision = 15");
+        assert_eq!(read_at(&p, vectors::COMPLIANZ, now).state, State::OldRevision);
+        // Cookiebot ver 1 against revision 2.
+        let p = policy("format = \"cookiebot\"\nrevision = 2");
+        let cb = format!("CookieConsent={}", vectors::COOKIEBOT);
+        assert_eq!(read_at(&p, &cb, at(1_726_058_380) + DAY).state, State::OldRevision);
+        // OneTrust asks again itself.
+        let p = policy("format = \"onetrust\"");
+        let ot = format!("OptanonConsent={}", vectors::ONETRUST.replace("Reconsent=false", "Reconsent=true"));
+        assert_eq!(read_at(&p, &ot, at(1_751_736_814) + DAY).state, State::OldRevision);
+    }
+
+    #[test]
+    fn gpc_refuses_the_policy_categories() {
+        let p = policy("");
+        let cookie = format!(
+            "consentry={}",
+            encode(&["functional", "analytics", "advertising"], 0, at(1_700_000_000), None)
+        );
+        let jar = CookieJar::parse(&cookie);
+        let now = at(1_700_000_000) + DAY;
+        let without = read(&p.consent, &jar, false, now);
+        assert_eq!(names(&p, &without), "necessary,functional,analytics,advertising");
+        assert!(without.gpc_refused.is_empty());
+        // Default gpc_refuses: advertising.
+        let with = read(&p.consent, &jar, true, now);
+        assert_eq!(names(&p, &with), "necessary,functional,analytics");
+        assert_eq!(p.categories.names(with.gpc_refused), "advertising");
+        assert_eq!(with.state, State::Valid);
+        // necessary is never refused, even when listed.
+        let p = policy("gpc_refuses = [\"necessary\", \"analytics\"]");
+        let with = read(&p.consent, &jar, true, now);
+        assert_eq!(names(&p, &with), "necessary,functional,advertising");
+        assert_eq!(p.categories.names(with.gpc_refused), "analytics");
+        // Nothing granted, nothing to refuse.
+        let none = read(&p.consent, &CookieJar::default(), true, now);
+        assert_eq!((none.granted, none.gpc_refused), (CategorySet::NECESSARY_ONLY, CategorySet::EMPTY));
+    }
+
+    #[test]
+    fn hmac_key_required_when_set() {
+        let p = policy(&format!("hmac_key = \"{KEY}\""));
+        let given = at(1_700_000_000);
+        let now = given + DAY;
+        let good = encode(&["advertising"], 0, given, Some(KEY.as_bytes()));
+        assert_eq!(read_at(&p, &format!("consentry={good}"), now).state, State::Valid);
+        for bad in
+            [encode(&["advertising"], 0, given, None), encode(&["advertising"], 0, given, Some(b"other"))]
+        {
+            let c = read_at(&p, &format!("consentry={bad}"), now);
+            assert_eq!((c.state, c.granted), (State::Invalid, CategorySet::NECESSARY_ONLY), "{bad}");
+        }
+    }
+
+    #[test]
+    fn outside_region_and_declined() {
+        let p = policy("format = \"cookiebot\"\noutside_region = [\"analytics\", \"functional\"]");
+        let c = read_at(&p, "CookieConsent=-1", at(1_700_000_000));
+        assert_eq!((c.state, names(&p, &c).as_str()), (State::Valid, "necessary,functional,analytics"));
+        let c = read_at(&p, "CookieConsent=0", at(1_700_000_000));
+        assert_eq!((c.state, c.granted), (State::Valid, CategorySet::NECESSARY_ONLY));
+        // Without the setting, outside the region is necessary only.
+        let p = policy("format = \"cookiebot\"");
+        assert_eq!(read_at(&p, "CookieConsent=-1", at(1_700_000_000)).granted, CategorySet::NECESSARY_ONLY);
+    }
+
+    #[test]
+    fn maps_decide_and_unmapped_names_grant_nothing() {
+        // Klaro services absent from the map grant nothing.
+        let p = policy("format = \"klaro\"");
+        let c = read_at(&p, &format!("klaro={}", vectors::KLARO), at(1_700_000_000));
+        assert_eq!((c.state, c.granted), (State::Valid, CategorySet::NECESSARY_ONLY));
+        // The policy's map overrides the default TCF purpose map.
+        let p = policy(
+            "format = \"tcf\"\nmap = { \"1\" = \"functional\", \"2\" = \"functional\", \"3\" = \"functional\", \"4\" = \"functional\", \"7\" = \"functional\", \"8\" = \"functional\", \"9\" = \"functional\", \"10\" = \"functional\" }",
+        );
+        let c = read_at(&p, &format!("euconsent-v2={}", vectors::TCF), at(1_667_551_488) + DAY);
+        assert_eq!(names(&p, &c), "necessary,functional");
+        // OneTrust groups beyond the defaults map through the policy.
+        let p = policy("format = \"onetrust\"\nmap = { SPD_BG = \"advertising\" }");
+        let c = read_at(&p, "OptanonConsent=groups=C0001%3A1%2CSPD_BG%3A1%2CC0002%3A0", at(1_700_000_000));
+        assert_eq!(names(&p, &c), "necessary,advertising");
+    }
+
+    #[test]
+    fn consent_manager_cookies_are_its_own() {
+        assert!(Format::Complianz.owns_cookie("cmplz_banner-status"));
+        assert!(Format::OneTrust.owns_cookie("OptanonAlertBoxClosed"));
+        assert!(Format::OneTrust.owns_cookie("eupubconsent-v2"));
+        assert!(Format::Cookiebot.owns_cookie("CookieConsentBulkSetting-abc"));
+        assert!(Format::CookieYes.owns_cookie("cookielawinfo-checkbox-analytics"));
+        assert!(Format::Tcf.owns_cookie("addtl_consent"));
+        assert!(!Format::Cookiebot.owns_cookie("_ga"));
+        assert!(!Format::Consentry.owns_cookie("cmplz_banner-status"));
+        // The compiled policy treats them as necessary.
+        let p = policy("format = \"complianz\"");
+        assert_eq!(
+            p.classify_cookie("cmplz_marketing", "example.com").0,
+            Some(crate::category::CategoryId::NECESSARY)
+        );
+    }
+
+    #[test]
+    fn read_raw_reports_why() {
+        let p = policy("format = \"onetrust\"");
+        let err = read_raw(&p.consent, &CookieJar::parse("OptanonConsent=groups=C0001%3A7")).unwrap_err();
+        assert_eq!(err, Refusal::invalid("onetrust: group state is not 0 or 1"));
+        let err = read_raw(&p.consent, &CookieJar::default()).unwrap_err();
+        assert_eq!(err.state, State::Missing);
+    }
 }
