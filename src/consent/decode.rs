@@ -188,7 +188,7 @@ pub(crate) fn js_date(text: &str) -> Option<SystemTime> {
     let mut words = text.split_ascii_whitespace();
     let _weekday = words.next().filter(|w| w.len() == 3)?;
     let month_word = words.next()?;
-    let month = MONTHS.iter().position(|m| *m == month_word)? + 1;
+    let month = u32::try_from(MONTHS.iter().position(|m| *m == month_word)? + 1).ok()?;
     let day: u32 = digits(words.next()?, 1, 2)?;
     let year: u32 = digits(words.next()?, 4, 4)?;
     let mut hms = words.next()?.split(':');
@@ -209,12 +209,43 @@ pub(crate) fn js_date(text: &str) -> Option<SystemTime> {
     if offset_hours > 14 || offset_minutes > 59 {
         return None;
     }
-    // Reuse humantime's calendar arithmetic (month lengths, leap years) by
-    // spelling the local time as UTC, then apply the offset.
-    let local = format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z");
-    let local = humantime::parse_rfc3339(&local).ok()?;
-    let offset = Duration::from_secs(u64::try_from(offset_hours * 3600 + offset_minutes * 60).ok()?);
-    if sign > 0 { local.checked_sub(offset) } else { local.checked_add(offset) }
+    if !(1..=days_in_month(year, month)).contains(&day) || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day)?;
+    let local = u64::from(hour) * 3600 + u64::from(minute) * 60 + u64::from(second);
+    let local = i64::try_from(days.checked_mul(86_400)?.checked_add(local)?).ok()?;
+    let utc = local.checked_sub(sign * (offset_hours * 3600 + offset_minutes * 60))?;
+    from_secs(u64::try_from(utc).ok()?)
+}
+
+fn is_leap(year: u32) -> bool {
+    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+}
+
+fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar in
+/// 1970 or later (H. Hinnant's `days_from_civil`).
+fn days_from_civil(year: u32, month: u32, day: u32) -> Option<u64> {
+    if year < 1970 || !(1..=12).contains(&month) {
+        return None;
+    }
+    let y = u64::from(if month <= 2 { year - 1 } else { year });
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let m = u64::from(month);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + u64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    (era * 146_097 + doe).checked_sub(719_468)
 }
 
 /// A decimal number of `min..=max` ASCII digits.
@@ -293,6 +324,12 @@ mod tests {
         assert_eq!(js_date("Fri Feb 30 2026 22:25:29 GMT+0100"), None);
         assert_eq!(js_date("Fri Feb 13 2026 22:25:29 GMT+01"), None);
         assert_eq!(js_date("Fri Feb 13 2026 22:25 GMT+0100"), None);
+        assert_eq!(js_date("Thu Feb 29 2024 00:00:00 GMT+0000"), Some(at(1_709_164_800)));
+        assert_eq!(js_date("Thu Feb 29 2023 00:00:00 GMT+0000"), None, "not a leap year");
+        assert_eq!(js_date("Thu Jan 01 1970 00:30:00 GMT+0100"), None, "before the epoch");
+        assert_eq!(js_date("Thu Dec 31 2099 23:59:59 GMT-1400"), Some(at(4_102_495_199)));
+        assert_eq!(days_from_civil(1970, 1, 1), Some(0));
+        assert_eq!(days_from_civil(2000, 3, 1), Some(11_017));
         assert_eq!(canonical_u64("0"), Some(0));
         assert_eq!(canonical_u64("017"), None);
         assert_eq!(canonical_u64("99999999999999999999"), None, "overflows u64");

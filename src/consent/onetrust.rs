@@ -20,25 +20,30 @@
 
 use std::borrow::Cow;
 
-use url::form_urlencoded;
-
 use super::decode::{granted_names, js_date};
 use super::{Reading, Refusal};
 
+/// The fields read; everything else in the value is skipped undecoded.
+#[derive(Default)]
+struct Fields<'a> {
+    groups: Option<&'a str>,
+    datestamp: Option<&'a str>,
+    reconsent: Option<&'a str>,
+    interactions: Option<&'a str>,
+}
+
 /// Reads an `OptanonConsent` value.
 pub fn parse(value: &str) -> Result<Reading, Refusal> {
-    let mut groups: Option<Cow<'_, str>> = None;
-    let mut datestamp: Option<Cow<'_, str>> = None;
-    let mut reconsent: Option<Cow<'_, str>> = None;
-    let mut interactions: Option<Cow<'_, str>> = None;
-    let mut parsed_any = false;
-    for (key, val) in form_urlencoded::parse(value.as_bytes()) {
-        parsed_any = true;
-        let slot = match key.as_ref() {
-            "groups" => &mut groups,
-            "datestamp" => &mut datestamp,
-            "AwaitingReconsent" => &mut reconsent,
-            "interactionCount" => &mut interactions,
+    // The keys are plain ASCII names OneTrust never encodes, so the pairs
+    // are split raw and only the four values used are form-decoded.
+    let mut fields = Fields::default();
+    for pair in value.split('&').filter(|p| !p.is_empty()) {
+        let (key, val) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = match key {
+            "groups" => &mut fields.groups,
+            "datestamp" => &mut fields.datestamp,
+            "AwaitingReconsent" => &mut fields.reconsent,
+            "interactionCount" => &mut fields.interactions,
             _ => continue,
         };
         match slot {
@@ -48,16 +53,13 @@ pub fn parse(value: &str) -> Result<Reading, Refusal> {
             _ => *slot = Some(val),
         }
     }
-    if !parsed_any {
-        return Err(Refusal::invalid("onetrust: empty"));
-    }
-    if reconsent.as_deref() == Some("true") {
+    if fields.reconsent.map(form_decode).as_deref() == Some("true") {
         return Err(Refusal::old_revision("onetrust: AwaitingReconsent"));
     }
-    if interactions.as_deref() == Some("0") {
+    if fields.interactions.map(form_decode).as_deref() == Some("0") {
         return Err(Refusal::missing("onetrust: the visitor never answered (interactionCount=0)"));
     }
-    let groups = groups.ok_or(Refusal::invalid("onetrust: no groups"))?;
+    let groups = form_decode(fields.groups.ok_or(Refusal::invalid("onetrust: no groups"))?);
     let mut entries: Vec<(&str, bool)> = Vec::new();
     for item in groups.split(',').filter(|i| !i.is_empty()) {
         let (id, state) = item.split_once(':').ok_or(Refusal::invalid("onetrust: group without a state"))?;
@@ -72,8 +74,20 @@ pub fn parse(value: &str) -> Result<Reading, Refusal> {
         entries.push((id, granted));
     }
     let granted = granted_names(entries)?;
-    let given_at = datestamp.as_deref().and_then(js_date);
+    let given_at = fields.datestamp.and_then(|d| js_date(&form_decode(d)));
     Ok(Reading { granted, given_at, ..Reading::default() })
+}
+
+/// `application/x-www-form-urlencoded` decoding of one value, as the
+/// browser's `URLSearchParams` that OneTrust writes with: `+` is a space,
+/// `%XX` a byte; lenient about malformed escapes (left as they are), lossy
+/// about bytes that are not UTF-8.
+fn form_decode(raw: &str) -> Cow<'_, str> {
+    if !raw.contains(['+', '%']) {
+        return Cow::Borrowed(raw);
+    }
+    let spaced = raw.replace('+', " ");
+    Cow::Owned(percent_encoding::percent_decode_str(&spaced).decode_utf8_lossy().into_owned())
 }
 
 #[cfg(test)]
@@ -139,6 +153,9 @@ mod tests {
         // Truncated in the middle of the groups.
         let cut = &ACCEPT[..ACCEPT.find("C0003").unwrap() + 3];
         assert!(parse(cut).is_err());
+        // Keys are case-sensitive and never encoded.
+        assert!(parse("Groups=C0002%3A1").is_err());
+        assert!(parse("group%73=C0002%3A1").is_err());
         // A group repeated with the same state, and trailing commas, are fine.
         assert_eq!(parse("groups=C0002%3A1%2CC0002%3A1%2C").unwrap().granted, vec!["C0002"]);
     }
