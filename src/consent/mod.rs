@@ -24,8 +24,14 @@
 //! name with different values) grants `necessary` only. So does a value a
 //! consent manager writes before the visitor has chosen anything (CookieYes
 //! without `action:yes`, OneTrust with `interactionCount=0`): defaults are
-//! not consent. No reader may panic on any input; each is a plain function
-//! over the cookie text, fuzzed by the property tests below.
+//! not consent. `revision` has no effect on formats that carry nothing to
+//! compare it with (—), nor `max_age_days` on those without a time: the
+//! cookie's own lifetime in the browser is all there is.
+//!
+//! No reader may panic on any input: each is a plain function over the
+//! cookie text, never indexes by an unchecked position, and is fuzzed by
+//! the property tests in `props.rs` (arbitrary bytes, the formats' own
+//! alphabets, and mutated real values).
 
 use std::time::{Duration, SystemTime};
 
@@ -52,7 +58,7 @@ use crate::policy::ConsentSettings;
 /// The consent-cookie formats consentry reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
-    /// consentry's own cookie (see [`crate::consent`] module `consentry`).
+    /// consentry's own cookie (see [`consentry`]).
     Consentry,
     /// orestbida cookieconsent v3 (and v2) `cc_cookie`.
     CookieConsent,
@@ -388,7 +394,7 @@ pub fn evaluate(settings: &ConsentSettings, reading: &Reading, now: SystemTime) 
         return Consent::none(format, State::Expired);
     }
     if let Some(given) = reading.given_at
-        && given > now + Duration::from_secs(24 * 3600)
+        && now.checked_add(Duration::from_secs(24 * 3600)).is_some_and(|limit| given > limit)
     {
         // A timestamp far in the future is forged or corrupt.
         return Consent::none(format, State::Invalid);
