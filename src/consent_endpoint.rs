@@ -525,8 +525,12 @@ where
     }
 
     let names_ref: Vec<&str> = granted_names.iter().map(String::as_str).collect();
-    let value =
-        encode_consent(&names_ref, policy.consent.revision, cx.now, policy.consent.hmac_key.as_deref());
+    let value = crate::consent::encode(
+        &names_ref,
+        policy.consent.revision,
+        cx.now,
+        policy.consent.hmac_key.as_deref(),
+    );
     let host_name = crate::route::normalize_host(host.as_deref().unwrap_or(""));
     let cookie = consent_cookie(policy, &value, &host_name, cx.https);
 
@@ -590,26 +594,6 @@ where
         "consent recorded"
     );
     res
-}
-
-// PLACEHOLDER(consent::consentry::encode) — the consent-readers work owns
-// the `consentry` cookie format and is writing
-// `consent::consentry::encode(categories, revision, given_at, key)`. This
-// stand-in has the same signature so the switch at integration is one line;
-// its format (`1.REV.UNIX.cat+cat[.HMAC]`) is NOT the final one.
-fn encode_consent(categories: &[&str], revision: u64, given_at: SystemTime, key: Option<&[u8]>) -> String {
-    use base64::Engine as _;
-    use hmac::Mac as _;
-    let secs = given_at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let mut value = format!("1.{revision}.{secs}.{}", categories.join("+"));
-    if let Some(key) = key {
-        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-        mac.update(value.as_bytes());
-        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-        value.push('.');
-        value.push_str(&sig);
-    }
-    value
 }
 
 #[cfg(test)]
@@ -869,20 +853,6 @@ enabled = true
         );
     }
 
-    #[test]
-    fn placeholder_encoding_is_signed_when_keyed() {
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_780_000_000);
-        assert_eq!(
-            encode_consent(&["necessary", "analytics"], 4, t, None),
-            "1.4.1780000000.necessary+analytics"
-        );
-        let signed = encode_consent(&["necessary"], 4, t, Some(b"key"));
-        assert!(signed.starts_with("1.4.1780000000.necessary."));
-        assert_ne!(signed, encode_consent(&["necessary"], 4, t, Some(b"other")));
-        // Cookie-safe characters only.
-        assert!(signed.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b)), "{signed}");
-    }
-
     #[tokio::test]
     async fn form_post_sets_cookie_and_redirects() {
         let site = site();
@@ -898,7 +868,13 @@ enabled = true
         assert_eq!(res.headers()[CACHE_CONTROL], "no-store");
         let cookies = set_cookie(&res);
         assert_eq!(cookies.len(), 1, "{cookies:?}");
-        assert!(cookies[0].starts_with("consentry=1.4.1780000000.necessary+analytics; Path=/; Max-Age=2592000; SameSite=Lax; Secure; Domain=example.com"), "{}", cookies[0]);
+        assert!(cookies[0].starts_with("consentry=1.4.1780000000.necessary~analytics; Path=/; Max-Age=2592000; SameSite=Lax; Secure; Domain=example.com"), "{}", cookies[0]);
+        // The cookie set here is the one the consent stage reads back.
+        let pair = cookies[0].split(';').next().unwrap();
+        let jar = crate::cookie::CookieJar::parse(pair);
+        let read = crate::consent::read(&site.policy.consent, &jar, false, cx().now);
+        assert!(read.is_valid(), "{read:?}");
+        assert_eq!(site.policy.categories.names(read.granted), "necessary,analytics");
     }
 
     #[tokio::test]
@@ -930,7 +906,7 @@ enabled = true
         assert!(res.headers().get(LOCATION).is_none());
         assert!(
             set_cookie(&res)[0]
-                .starts_with("consentry=1.4.1780000000.necessary+functional+analytics+advertising;")
+                .starts_with("consentry=1.4.1780000000.necessary~functional~analytics~advertising;")
         );
         let res = send(
             post("", "application/x-www-form-urlencoded").header(ACCEPT, "application/json"),
