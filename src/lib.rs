@@ -16,9 +16,16 @@
 //!
 //! [`proxy`] is the glue that calls the stages in that order for each
 //! request. Around it: [`config`] (the file as written) and [`policy`] (the
-//! compiled rules), [`reload`] (hot reload), [`admin`] (the admin API),
-//! [`error`] (the one place errors become status codes).
+//! compiled rules), `reload` (hot reload), `admin` (the admin API),
+//! [`error`] (the one place errors become status codes), [`server`] (start
+//! and stop the whole thing, as `consentry run` and the tests do).
+//!
+//! Smaller pieces: [`tls`] (certificates by SNI), [`hop`] (hop-by-hop
+//! headers), [`forwarded`] (`X-Forwarded-*`, `Via`, request ids),
+//! [`access_log`], [`shutdown`] (graceful drain), [`demo`] (the sample
+//! legacy site behind `consentry demo`).
 
+pub mod access_log;
 pub mod account;
 pub mod body;
 pub mod category;
@@ -26,10 +33,20 @@ pub mod config;
 pub mod consent;
 pub mod cookie;
 pub mod decision;
+pub mod demo;
+pub mod error;
+pub mod forward;
+pub mod forwarded;
+pub mod hop;
+pub mod listen;
 pub mod policy;
 pub mod presets;
+pub mod proxy;
 pub mod request_filter;
 pub mod response_body;
 pub mod response_headers;
 pub mod route;
+pub mod server;
+pub mod shutdown;
 pub mod snapshot;
+pub mod tls;
