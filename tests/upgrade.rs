@@ -96,7 +96,7 @@ async fn only_websocket_upgrades_are_forwarded() {
         .await;
         let answer = conn.read_to_close().await;
         assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
-        let echo = Echo::parse(answer[answer.find("\r\n\r\n").unwrap() + 4..].as_bytes());
+        let echo = Echo::parse(&answer.as_bytes()[answer.find("\r\n\r\n").unwrap() + 4..]);
         assert!(
             !echo.has("upgrade") && !echo.has("http2-settings") && !echo.has("connection"),
             "{:?}",
