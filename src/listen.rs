@@ -259,29 +259,33 @@ pub async fn serve<I, H, F>(
             Ok::<_, Infallible>(response.map(|body| Guarded { inner: body, _guard: guard }))
         }
     });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    let idle = activity.idle(idle_first, idle_after);
-    tokio::pin!(idle);
-    let mut closing = false;
-    loop {
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "connection ended with an error");
+    {
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+        tokio::pin!(conn);
+        let idle = activity.idle(idle_first, idle_after);
+        tokio::pin!(idle);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                    break;
                 }
-                break;
-            }
-            () = tasks.draining(), if !closing => {
-                conn.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            () = &mut idle, if !closing => {
-                tracing::debug!("closing idle connection");
-                conn.as_mut().graceful_shutdown();
-                closing = true;
+                () = tasks.draining(), if !closing => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                () = &mut idle, if !closing => {
+                    tracing::debug!("closing idle connection");
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
             }
         }
+        // `conn` is dropped here, and with it any request it was still
+        // holding (and that request's guard).
     }
     // An upgraded connection lives on in its tunnel, which holds a guard.
     activity.quiet().await;

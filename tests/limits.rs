@@ -203,3 +203,35 @@ async fn idle_keep_alive_connections_do_not_hold_up_shutdown() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn connections_beyond_the_limit_wait_for_a_free_slot() {
+    within(async {
+        let arrived = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = arrived.clone();
+        let origin = origin()
+            .route_fn("/probe", move |_| {
+                seen.store(true, std::sync::atomic::Ordering::SeqCst);
+                async { http::Response::new(consentry::body::full("probe")) }
+            })
+            .run()
+            .await;
+        let proxy = proxy().origin(&origin).limit("max_connections", "1").run().await;
+        let mut first = proxy.http1().await;
+        assert_eq!(first.get("/echo").await.status, StatusCode::OK);
+
+        // A second client: the kernel accepts its connection, the proxy does not.
+        let mut second = raw(proxy.http).await;
+        second.send(format!("GET /probe HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n")).await;
+        for _ in 0..3 {
+            assert_eq!(first.get("/echo").await.status, StatusCode::OK);
+        }
+        assert!(!arrived.load(std::sync::atomic::Ordering::SeqCst), "served beyond max_connections");
+
+        // The first client leaves; the second is served.
+        drop(first);
+        let answer = second.read_to_close().await;
+        assert!(answer.starts_with("HTTP/1.1 200 ") && answer.ends_with("probe"), "{answer}");
+    })
+    .await;
+}
