@@ -177,6 +177,12 @@ impl Snapshot {
                 }
             }
         };
+        if let Some(format) = &file.log.format
+            && format != "text"
+            && format != "json"
+        {
+            errors.push(source.error(format!("log.format must be \"text\" or \"json\", not {format:?}")));
+        }
         // hyper cannot read a header section into less than 8 KiB.
         if file.limits.max_header_bytes < crate::listen::MIN_HEADER_BYTES {
             errors.push(source.error(format!(

@@ -172,7 +172,8 @@ fn check_reports_every_error_with_its_place() {
     let path = dir.path().join("bad.toml");
     std::fs::write(
         &path,
-        "[listen]\nhttp = \"nowhere\"\n\n[[site]]\nhosts = [\"a.test\"]\norigin = \"ftp://x\"\npolicy = \"missing\"\n",
+        "[listen]\nhttp = \"nowhere\"\n\n[[site]]\nhosts = [\"a.test\"]\norigin = \"ftp://x\"\npolicy = \"missing\"\n\
+         ca_file = \"no-such-ca.pem\"\n\n[limits]\nmax_header_bytes = 1024\n\n[log]\nformat = \"xml\"\n",
     )
     .unwrap();
     let output = consentry(&["check", "--config", path.to_str().unwrap()]);
@@ -182,6 +183,9 @@ fn check_reports_every_error_with_its_place() {
     assert!(stderr.contains(&format!("{shown}:2:8: bad listen address")), "{stderr}");
     assert!(stderr.contains(&format!("{shown}:6:10: origin URL")), "{stderr}");
     assert!(stderr.contains(&format!("{shown}:7:10: unknown policy")), "{stderr}");
+    assert!(stderr.contains(&format!("{shown}:8:11: cannot read CA file")), "{stderr}");
+    assert!(stderr.contains("max_header_bytes must be at least 8192"), "{stderr}");
+    assert!(stderr.contains("log.format must be"), "{stderr}");
 }
 
 #[test]
