@@ -162,6 +162,31 @@ async fn the_access_log_is_json_with_one_line_per_request() {
     .await;
 }
 
+#[tokio::test]
+async fn the_demo_serves_the_sample_site_through_the_proxy() {
+    within(async {
+        // The demo binds the fixed ports of its config: pick free ones.
+        let (proxy_port, origin_port) = (closed_port().await.port(), closed_port().await.port());
+        let text = consentry::demo::DEMO_CONFIG
+            .replace("127.0.0.1:8080", &format!("127.0.0.1:{proxy_port}"))
+            .replace("127.0.0.1:8081", &format!("127.0.0.1:{origin_port}"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("demo.toml");
+        std::fs::write(&path, text).unwrap();
+        let mut demo = Binary::start(&["demo", "--config", path.to_str().unwrap()], dir);
+        let mut client = Client::http1(demo.http, "localhost").await;
+        let page = client.get("/").await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(page.text().contains("Acme Hardware"));
+        let echo = client.get("/echo").await.echo();
+        assert_eq!(echo.one("via"), "1.1 consentry");
+        demo.signal("INT");
+        let status = tokio::task::spawn_blocking(move || demo.wait()).await.unwrap();
+        assert_eq!(status.code(), Some(0));
+    })
+    .await;
+}
+
 fn consentry(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_consentry")).args(args).output().unwrap()
 }

@@ -735,9 +735,16 @@ pub struct Binary {
 impl Binary {
     fn spawn(builder: ProxyBuilder) -> Binary {
         let (dir, path) = builder.write();
+        Binary::start(&["run", "--config", path.to_str().unwrap()], dir)
+    }
+
+    /// Runs `consentry --log-format json ARGS...` and waits until it logs
+    /// the address of its HTTP listener. `dir` is kept alive as long as the
+    /// child (put its config there).
+    pub fn start(args: &[&str], dir: tempfile::TempDir) -> Binary {
         let mut child = Command::new(env!("CARGO_BIN_EXE_consentry"))
-            .args(["--log-format", "json", "run", "--config"])
-            .arg(&path)
+            .args(["--log-format", "json"])
+            .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
