@@ -91,8 +91,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run { config } => {
             let Some(snapshot) = load_or_report(&config) else { return Ok(ExitCode::FAILURE) };
             init_logging(cli.log_format, snapshot.log.format.as_deref());
+            let mut signals = StopSignals::new()?;
             let running = server::start_with(snapshot).await?;
-            shutdown_signal().await?;
+            signals.recv().await;
             running.shutdown().await;
             Ok(ExitCode::SUCCESS)
         }
@@ -105,6 +106,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Snapshot::compile(&source, 1).map_err(|e| anyhow::anyhow!("built-in demo config: {e:?}"))?
             };
             init_logging(cli.log_format, snapshot.log.format.as_deref());
+            let mut signals = StopSignals::new()?;
             let Some(site) = snapshot.router.sites().first() else { bail!("the demo config has no site") };
             let origin: SocketAddr = site
                 .origin
@@ -125,16 +127,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("  inspect     http://localhost:{port}/echo      (what the origin received)");
             println!("  stop        Ctrl-C");
             println!();
-            shutdown_signal().await?;
+            signals.recv().await;
             running.shutdown().await;
             Ok(ExitCode::SUCCESS)
         }
         Command::DemoOrigin { listen } => {
             init_logging(cli.log_format, None);
+            let mut signals = StopSignals::new()?;
             let (addr, _task) =
                 demo::spawn_origin(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
             tracing::info!(%addr, "demo origin listening");
-            shutdown_signal().await?;
+            signals.recv().await;
             Ok(ExitCode::SUCCESS)
         }
         Command::Cert { hosts, out } => {
@@ -190,16 +193,28 @@ fn init_logging(flag: Option<LogFormat>, config_format: Option<&str>) {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        result = tokio::signal::ctrl_c() => {
-            result.context("cannot listen for SIGINT")?;
-            tracing::info!("SIGINT received");
+/// SIGTERM and SIGINT, listened for from the moment this is made: made
+/// before the listeners bind, so a signal that arrives as soon as the
+/// address is logged is never the default (fatal) action.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> anyhow::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+        })
+    }
+
+    /// Resolves on the first SIGTERM or SIGINT.
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM received"),
+            _ = self.int.recv() => tracing::info!("SIGINT received"),
         }
     }
-    Ok(())
 }

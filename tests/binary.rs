@@ -166,7 +166,8 @@ async fn the_access_log_is_json_with_one_line_per_request() {
 async fn the_demo_serves_the_sample_site_through_the_proxy() {
     within(async {
         // The demo binds the fixed ports of its config: pick free ones.
-        let (proxy_port, origin_port) = (closed_port().await.port(), closed_port().await.port());
+        let ports = free_ports(2).await;
+        let (proxy_port, origin_port) = (ports[0].port(), ports[1].port());
         let text = consentry::demo::DEMO_CONFIG
             .replace("127.0.0.1:8080", &format!("127.0.0.1:{proxy_port}"))
             .replace("127.0.0.1:8081", &format!("127.0.0.1:{origin_port}"));

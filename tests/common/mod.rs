@@ -240,8 +240,17 @@ pub async fn read_head(stream: &mut TcpStream) -> String {
 
 /// An address nothing listens on (bound, then released).
 pub async fn closed_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap()
+    free_ports(1).await[0]
+}
+
+/// `n` distinct loopback addresses that were free a moment ago (all bound
+/// at once, then released), for configs that need fixed ports.
+pub async fn free_ports(n: usize) -> Vec<SocketAddr> {
+    let mut listeners = Vec::new();
+    for _ in 0..n {
+        listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    listeners.iter().map(|l| l.local_addr().unwrap()).collect()
 }
 
 /// What [`echo`] reports.
