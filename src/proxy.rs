@@ -1,6 +1,6 @@
 //! The glue: one request through every stage, in order.
 //!
-//! [`pipeline`] reads top to bottom as the table in `lib.rs`. Each stage is
+//! `pipeline` reads top to bottom as the table in `lib.rs`. Each stage is
 //! a call into its own module; this file only carries values from one to
 //! the next and decides nothing about cookies or pages itself. The snapshot
 //! is loaded once, before routing (the router lives in it), and the whole
