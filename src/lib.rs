@@ -16,15 +16,24 @@
 //!
 //! [`proxy`] is the glue that calls the stages in that order for each
 //! request. Around it: [`config`] (the file as written) and [`policy`] (the
-//! compiled rules), [`reload`] (hot reload), [`admin`] (the admin API),
-//! [`error`] (the one place errors become status codes). Stage 9 feeds
-//! [`metrics`], [`inventory`] and [`audit`]; [`declaration`] turns rules and
-//! inventory into the published cookie table.
+//! compiled rules), [`error`] (the one place errors become status codes),
+//! [`server`] (start and stop the whole thing, as `consentry run` and the
+//! tests do).
+//!
+//! Smaller pieces: [`tls`] (certificates by SNI), [`hop`] (hop-by-hop
+//! headers), [`forwarded`] (`X-Forwarded-*`, `Via`, request ids),
+//! [`access_log`], [`shutdown`] (graceful drain), [`demo`] (the sample
+//! legacy site behind `consentry demo`).
+//!
+//! Stage 9 feeds [`metrics`], [`inventory`] and [`audit`]; [`declaration`]
+//! turns rules and inventory into the published cookie table; [`admin`]
+//! serves them.
 //!
 //! The built-in consent loop: [`banner`] (the dialog injected into pages and
 //! its assets), [`consent_endpoint`] (`/.consentry/`: records a choice, sets
 //! the consent cookie), [`receipts`] (proof of consent on disk).
 
+pub mod access_log;
 pub mod account;
 pub mod admin;
 pub mod audit;
@@ -37,13 +46,23 @@ pub mod consent_endpoint;
 pub mod cookie;
 pub mod decision;
 pub mod declaration;
+pub mod demo;
+pub mod error;
+pub mod forward;
+pub mod forwarded;
+pub mod hop;
 pub mod inventory;
+pub mod listen;
 pub mod metrics;
 pub mod policy;
 pub mod presets;
+pub mod proxy;
 pub mod receipts;
 pub mod request_filter;
 pub mod response_body;
 pub mod response_headers;
 pub mod route;
+pub mod server;
+pub mod shutdown;
 pub mod snapshot;
+pub mod tls;

@@ -1,3 +1,220 @@
-//! The `consentry` command.
+//! The `consentry` command: run the proxy, check a config, run the demo,
+//! make a development certificate.
 
-fn main() {}
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use consentry::config::Source;
+use consentry::snapshot::Snapshot;
+use consentry::{demo, server, tls};
+
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("CONSENTRY_GIT_REV"), ")");
+
+/// A reverse proxy that enforces cookie consent on the wire.
+#[derive(Debug, Parser)]
+#[command(name = "consentry", version = VERSION, about)]
+struct Cli {
+    /// Log format (default: `[log] format` of the config, else text).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the sites of a config until SIGTERM or SIGINT.
+    Run {
+        /// The configuration file.
+        #[arg(long, short, default_value = "config/consentry.toml")]
+        config: PathBuf,
+    },
+    /// Check a config; print every error as file:line:column: reason.
+    Check {
+        /// The configuration file.
+        #[arg(long, short, default_value = "config/consentry.toml")]
+        config: PathBuf,
+    },
+    /// Start the sample legacy site and consentry in front of it.
+    Demo {
+        /// The demo configuration (the built-in copy when the file is absent).
+        #[arg(long, short, default_value = "config/demo.toml")]
+        config: PathBuf,
+    },
+    /// Serve the sample legacy site alone (no consent enforcement).
+    DemoOrigin {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: SocketAddr,
+    },
+    /// Write a self-signed development certificate: OUT/HOST.pem and OUT/HOST-key.pem.
+    Cert {
+        /// Host name the certificate is for (repeat for more names).
+        #[arg(long = "host", default_value = "localhost")]
+        hosts: Vec<String>,
+        /// Directory to write to.
+        #[arg(long, default_value = "certs")]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("consentry: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("consentry: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check { config } => Ok(check(&config)),
+        Command::Run { config } => {
+            let Some(snapshot) = load_or_report(&config) else { return Ok(ExitCode::FAILURE) };
+            init_logging(cli.log_format, snapshot.log.format.as_deref());
+            let mut signals = StopSignals::new()?;
+            let running = server::start_with(snapshot).await?;
+            signals.recv().await;
+            running.shutdown().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { config } => {
+            let snapshot = if config.exists() {
+                let Some(snapshot) = load_or_report(&config) else { return Ok(ExitCode::FAILURE) };
+                snapshot
+            } else {
+                let source = Source { path: config.clone(), text: demo::DEMO_CONFIG.to_string() };
+                Snapshot::compile(&source, 1).map_err(|e| anyhow::anyhow!("built-in demo config: {e:?}"))?
+            };
+            init_logging(cli.log_format, snapshot.log.format.as_deref());
+            let mut signals = StopSignals::new()?;
+            let Some(site) = snapshot.router.sites().first() else { bail!("the demo config has no site") };
+            let origin: SocketAddr = site
+                .origin
+                .authority
+                .as_str()
+                .parse()
+                .with_context(|| format!("the demo origin {} must be an IP:port", site.origin.uri))?;
+            let (origin, _origin_task) = demo::spawn_origin(origin)
+                .await
+                .with_context(|| format!("cannot start the demo origin on {origin}"))?;
+            let running = server::start_with(snapshot).await?;
+            let proxy = running.http_addr.context("the demo config needs [listen] http")?;
+            let port = proxy.port();
+            println!();
+            println!("  consentry demo");
+            println!("  open        http://localhost:{port}/          (the site, through consentry)");
+            println!("  compare     http://{origin}/          (the same site, unprotected)");
+            println!("  inspect     http://localhost:{port}/echo      (what the origin received)");
+            println!("  stop        Ctrl-C");
+            println!();
+            signals.recv().await;
+            running.shutdown().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DemoOrigin { listen } => {
+            init_logging(cli.log_format, None);
+            let mut signals = StopSignals::new()?;
+            let (addr, _task) =
+                demo::spawn_origin(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+            tracing::info!(%addr, "demo origin listening");
+            signals.recv().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cert { hosts, out } => {
+            let (cert, key) = tls::write_self_signed(&hosts, &out)
+                .with_context(|| format!("cannot write a certificate to {}", out.display()))?;
+            println!("wrote {} and {} (self-signed, for development only)", cert.display(), key.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `consentry check`.
+fn check(config: &Path) -> ExitCode {
+    match load_or_report(config) {
+        Some(snapshot) => {
+            println!(
+                "{}: ok ({} site(s), {} polic{})",
+                config.display(),
+                snapshot.router.sites().len(),
+                snapshot.policies.len(),
+                if snapshot.policies.len() == 1 { "y" } else { "ies" }
+            );
+            ExitCode::SUCCESS
+        }
+        None => ExitCode::FAILURE,
+    }
+}
+
+/// Loads a config, printing every error (file:line:column: reason).
+fn load_or_report(config: &Path) -> Option<Snapshot> {
+    match Snapshot::load(config, 1) {
+        Ok(snapshot) => Some(snapshot),
+        Err(errors) => {
+            for error in &errors {
+                eprintln!("{error}");
+            }
+            eprintln!("{}: {} error(s)", config.display(), errors.len());
+            None
+        }
+    }
+}
+
+/// Sets up `tracing`: the flag wins over the config's `[log] format`.
+fn init_logging(flag: Option<LogFormat>, config_format: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let format =
+        flag.unwrap_or(if config_format == Some("json") { LogFormat::Json } else { LogFormat::Text });
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// SIGTERM and SIGINT, listened for from the moment this is made: made
+/// before the listeners bind, so a signal that arrives as soon as the
+/// address is logged is never the default (fatal) action.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> anyhow::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+        })
+    }
+
+    /// Resolves on the first SIGTERM or SIGINT.
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM received"),
+            _ = self.int.recv() => tracing::info!("SIGINT received"),
+        }
+    }
+}

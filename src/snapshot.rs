@@ -17,9 +17,11 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 
 use crate::config::{self, ConfigError, Source};
+use crate::forward::CaBundle;
 use crate::policy::{self, Policy};
 use crate::presets::Presets;
 use crate::route::{HostSet, Origin, Router, Site};
+use crate::tls::CertStore;
 
 /// Listener settings. Not hot-swapped: a change needs a restart.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +61,12 @@ pub struct Snapshot {
     pub listen: ListenSettings,
     /// Certificates for the HTTPS listener.
     pub certificates: Vec<CertSpec>,
+    /// Those certificates, loaded and checked (`None` when there is none).
+    /// Behind the same swap as the rest, so a reload changes them for new
+    /// handshakes only, and a bad one is a config error, never served.
+    pub tls: Option<Arc<CertStore>>,
+    /// Extra CA certificates for https origins (`site.ca_file`), by path.
+    pub origin_cas: BTreeMap<PathBuf, Arc<CaBundle>>,
     /// HTTP/2 concurrent streams per connection.
     pub h2_max_concurrent_streams: u32,
     /// Timeouts and limits.
@@ -119,24 +127,30 @@ impl Snapshot {
         }
 
         let mut certificates = Vec::new();
+        // Where each certificate was configured, to place load errors.
+        let mut certificate_spans = Vec::new();
         match (&file.listen.cert, &file.listen.key) {
-            (Some(cert), Some(key)) => certificates.push(CertSpec {
-                cert: resolve(cert.get_ref()),
-                key: resolve(key.get_ref()),
-                hosts: Vec::new(),
-            }),
+            (Some(cert), Some(key)) => {
+                certificates.push(CertSpec {
+                    cert: resolve(cert.get_ref()),
+                    key: resolve(key.get_ref()),
+                    hosts: Vec::new(),
+                });
+                certificate_spans.push(cert.span());
+            }
             (Some(only), None) | (None, Some(only)) => {
                 errors.push(source.error_at(only.span(), "listen.cert and listen.key go together"));
             }
             (None, None) => {}
         }
-        for c in &file.listen.certificate {
-            let c = c.get_ref();
+        for spanned in &file.listen.certificate {
+            let c = spanned.get_ref();
             certificates.push(CertSpec {
                 cert: resolve(&c.cert),
                 key: resolve(&c.key),
                 hosts: c.hosts.clone(),
             });
+            certificate_spans.push(spanned.span());
         }
         if let Some(https) = &file.listen.https
             && certificates.is_empty()
@@ -149,6 +163,32 @@ impl Snapshot {
         for c in &certificates {
             files.push(c.cert.clone());
             files.push(c.key.clone());
+        }
+        let tls = if certificates.is_empty() {
+            None
+        } else {
+            match CertStore::load(&certificates) {
+                Ok(store) => Some(Arc::new(store)),
+                Err(failed) => {
+                    for (index, message) in failed {
+                        errors.push(source.error_at(certificate_spans[index].clone(), message));
+                    }
+                    None
+                }
+            }
+        };
+        if let Some(format) = &file.log.format
+            && format != "text"
+            && format != "json"
+        {
+            errors.push(source.error(format!("log.format must be \"text\" or \"json\", not {format:?}")));
+        }
+        // hyper cannot read a header section into less than 8 KiB.
+        if file.limits.max_header_bytes < crate::listen::MIN_HEADER_BYTES {
+            errors.push(source.error(format!(
+                "limits.max_header_bytes must be at least {}",
+                crate::listen::MIN_HEADER_BYTES
+            )));
         }
 
         if crate::audit::Level::parse(&file.audit.level).is_none() {
@@ -181,6 +221,7 @@ impl Snapshot {
         }
 
         let mut router = Router::default();
+        let mut origin_cas = BTreeMap::new();
         if file.site.is_empty() {
             errors.push(source.error("no [[site]]: consentry needs at least one site to front"));
         }
@@ -209,8 +250,16 @@ impl Snapshot {
                 }
             }
             let ca_file = raw.ca_file.as_ref().map(|p| resolve(p.get_ref()));
-            if let Some(ca) = &ca_file {
+            if let (Some(ca), Some(spanned)) = (&ca_file, &raw.ca_file) {
                 files.push(ca.clone());
+                if !origin_cas.contains_key(ca) {
+                    match CaBundle::load(ca) {
+                        Ok(bundle) => {
+                            origin_cas.insert(ca.clone(), Arc::new(bundle));
+                        }
+                        Err(e) => errors.push(source.error_at(spanned.span(), e)),
+                    }
+                }
             }
             let (Some(origin), Some(policy)) = (origin, policy) else {
                 continue;
@@ -250,6 +299,8 @@ impl Snapshot {
             files,
             listen,
             certificates,
+            tls,
+            origin_cas,
             h2_max_concurrent_streams: file.listen.h2_max_concurrent_streams.unwrap_or(256),
             limits: file.limits,
             admin_token,

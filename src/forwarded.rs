@@ -1,0 +1,151 @@
+//! The headers that tell the origin who really asked: `X-Forwarded-For`,
+//! `X-Forwarded-Proto`, `X-Forwarded-Host`, `Via`, and `X-Request-Id`.
+//!
+//! Runs after hop-by-hop stripping (so a client cannot make us drop the
+//! header we add by naming it in `Connection`). `X-Forwarded-For` *appends*
+//! the peer address to whatever chain the client sent, in one field, so an
+//! origin that trusts the last entry gets the address consentry saw, and one
+//! that reads the first field sees the whole chain. `Proto` and `Host`
+//! describe the connection consentry accepted and replace any client value.
+
+use std::net::IpAddr;
+
+use http::header::{HeaderName, HeaderValue, VIA};
+use http::{HeaderMap, Version};
+
+/// `X-Forwarded-For`.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`.
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`.
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// `X-Request-Id`.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What consentry knows about the client side of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Client<'a> {
+    /// The peer address of the client connection.
+    pub ip: IpAddr,
+    /// Whether the client connection is TLS.
+    pub https: bool,
+    /// The host the client asked for, as sent (port kept).
+    pub host: &'a str,
+    /// The HTTP version the client spoke.
+    pub version: Version,
+}
+
+/// Sets `X-Forwarded-For`, `-Proto`, `-Host` and appends to `Via`.
+pub fn set(headers: &mut HeaderMap, client: &Client<'_>) {
+    append_list(headers, X_FORWARDED_FOR, &client.ip.to_string());
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(if client.https { "https" } else { "http" }));
+    if let Ok(host) = HeaderValue::from_str(client.host) {
+        headers.insert(X_FORWARDED_HOST, host);
+    }
+    let received = match client.version {
+        Version::HTTP_09 => "0.9",
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
+        _ => "1.1",
+    };
+    append_list(headers, VIA, &format!("{received} consentry"));
+}
+
+/// Joins every field of a comma-separated list header and `value` into one
+/// field. Values that are not visible ASCII are dropped rather than passed
+/// on half-understood.
+fn append_list(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    let mut list: Vec<String> = headers
+        .get_all(&name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect();
+    list.push(value.to_string());
+    match HeaderValue::from_str(&list.join(", ")) {
+        Ok(joined) => {
+            headers.insert(name, joined);
+        }
+        Err(_) => {
+            headers.remove(&name);
+        }
+    }
+}
+
+/// Longest `X-Request-Id` accepted from a client.
+const MAX_REQUEST_ID: usize = 128;
+
+/// Returns the request's id: the client's `X-Request-Id` when it is sane
+/// (1–128 visible ASCII characters), else a new random one, which is then
+/// set on the request so the origin logs the same id.
+pub fn request_id(headers: &mut HeaderMap) -> String {
+    if let Some(id) = headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok())
+        && !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID
+        && id.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return id.to_string();
+    }
+    let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    headers.insert(X_REQUEST_ID, HeaderValue::from_str(&id).expect("hex is a valid header value"));
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(version: Version) -> Client<'static> {
+        Client { ip: "192.0.2.7".parse().unwrap(), https: true, host: "www.example.com:8443", version }
+    }
+
+    #[test]
+    fn appends_to_the_clients_chain_in_one_field() {
+        let mut headers = HeaderMap::new();
+        headers.append(&X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.1"));
+        headers.append(&X_FORWARDED_FOR, HeaderValue::from_static("198.51.100.2, 198.51.100.3"));
+        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        headers.insert(&X_FORWARDED_HOST, HeaderValue::from_static("evil.test"));
+        headers.insert(VIA, HeaderValue::from_static("1.1 cdn"));
+        set(&mut headers, &client(Version::HTTP_2));
+        let xff: Vec<_> = headers.get_all(&X_FORWARDED_FOR).iter().collect();
+        assert_eq!(xff, vec!["203.0.113.1, 198.51.100.2, 198.51.100.3, 192.0.2.7"]);
+        assert_eq!(headers[&X_FORWARDED_PROTO], "https");
+        assert_eq!(headers[&X_FORWARDED_HOST], "www.example.com:8443");
+        assert_eq!(headers[VIA], "1.1 cdn, 2 consentry");
+    }
+
+    #[test]
+    fn starts_a_chain_when_there_is_none() {
+        let mut headers = HeaderMap::new();
+        let mut c = client(Version::HTTP_11);
+        c.ip = "2001:db8::1".parse().unwrap();
+        c.https = false;
+        set(&mut headers, &c);
+        assert_eq!(headers[&X_FORWARDED_FOR], "2001:db8::1");
+        assert_eq!(headers[&X_FORWARDED_PROTO], "http");
+        assert_eq!(headers[VIA], "1.1 consentry");
+    }
+
+    #[test]
+    fn request_ids_are_kept_when_sane_else_made() {
+        let mut headers = HeaderMap::new();
+        headers.insert(&X_REQUEST_ID, HeaderValue::from_static("abc-123"));
+        assert_eq!(request_id(&mut headers), "abc-123");
+
+        let mut headers = HeaderMap::new();
+        let id = request_id(&mut headers);
+        assert_eq!(id.len(), 32);
+        assert_eq!(headers[&X_REQUEST_ID], id.as_str());
+        assert_ne!(request_id(&mut HeaderMap::new()), id);
+
+        let mut headers = HeaderMap::new();
+        headers.insert(&X_REQUEST_ID, HeaderValue::from_str(&"x".repeat(200)).unwrap());
+        let id = request_id(&mut headers);
+        assert_eq!(id.len(), 32);
+        headers.insert(&X_REQUEST_ID, HeaderValue::from_static("has space"));
+        assert_ne!(request_id(&mut headers), "has space");
+    }
+}

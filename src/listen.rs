@@ -1,0 +1,451 @@
+//! Stage 1, **listen**: accept TCP (and TLS) connections and serve HTTP/1.1
+//! and HTTP/2 on them with hyper-util's auto builder, within the limits of
+//! `[limits]`.
+//!
+//! What guards what:
+//! - **connection count**: one semaphore permit per connection, taken
+//!   *before* `accept` (as mini-redis does), so at the limit new clients wait
+//!   in the kernel backlog instead of being accepted and starved. An
+//!   upgraded (WebSocket) connection keeps its permit until its tunnel ends.
+//! - **slow clients**: the TLS handshake must finish within
+//!   `header_read_timeout`; hyper enforces the same timeout on every HTTP/1
+//!   request head (it needs a `Timer` for that: one is set). For HTTP/1.1
+//!   keep-alive hyper starts that timer as soon as a response is done, so an
+//!   idle HTTP/1.1 connection lasts at most `min(header_read_timeout,
+//!   idle_timeout)`.
+//! - **idle connections**: a connection with no request in flight is closed
+//!   after `header_read_timeout` if it never sent one, else after
+//!   `idle_timeout` (this is what bounds idle HTTP/2 connections, which keep
+//!   answering pings).
+//! - **header size and count**: HTTP/1 heads over `max_header_bytes` or with
+//!   more than `max_headers` fields get 431 from hyper; HTTP/2 advertises
+//!   `max_header_list_size`.
+//! - **HTTP/2 floods**: `max_concurrent_streams` from the config, and the
+//!   counters hyper exposes against rapid-reset (CVE-2023-44487) and
+//!   "made you reset" (CVE-2025-8671) floods.
+//! - **panics**: the request future runs under `catch_unwind`; a panicking
+//!   stage becomes a 500 for that request, and even a panic outside it only
+//!   ends that connection's task.
+//!
+//! Limits are read from the current snapshot for each new connection, so a
+//! reload applies to new connections; `max_connections` and listener
+//! addresses need a restart.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::FutureExt as _;
+use http::{Request, Response};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+
+use crate::body::{Body, BoxError};
+use crate::error::ProxyError;
+use crate::server::Shared;
+use crate::snapshot::Snapshot;
+
+/// hyper cannot read a request head into a buffer smaller than this.
+pub const MIN_HEADER_BYTES: usize = 8 * 1024;
+/// HTTP/2 streams a client may open and reset before we accept them
+/// (hyper's default, pinned here so it is visible).
+const H2_MAX_PENDING_ACCEPT_RESETS: usize = 20;
+/// HTTP/2 streams we may reset for a client's protocol errors before the
+/// connection is closed (h2's default is 1024; a proxy needs far fewer).
+const H2_MAX_LOCAL_ERROR_RESETS: usize = 64;
+/// HTTP/2 ping interval and the time an answer may take.
+const H2_PING: Duration = Duration::from_secs(20);
+
+/// The client side of one connection, shared by its requests.
+#[derive(Debug)]
+pub struct ConnInfo {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Whether the connection is TLS.
+    pub https: bool,
+    /// Requests (and tunnels) in flight on it.
+    pub activity: Activity,
+}
+
+/// Counts what is in flight on a connection, to close it when idle and to
+/// hold its permit while a tunnel runs.
+#[derive(Debug, Clone)]
+pub struct Activity {
+    count: Arc<watch::Sender<usize>>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity { count: Arc::new(watch::Sender::new(0)) }
+    }
+}
+
+impl Activity {
+    /// Marks something in flight until the guard is dropped.
+    pub fn start(&self) -> ActiveGuard {
+        self.count.send_modify(|n| *n += 1);
+        ActiveGuard { count: self.count.clone() }
+    }
+
+    /// Resolves once nothing has been in flight for `first` (before any
+    /// request started) or `after` (once one has).
+    async fn idle(&self, first: Duration, after: Duration) {
+        let mut rx = self.count.subscribe();
+        let mut limit = first;
+        loop {
+            if *rx.borrow_and_update() == 0 {
+                tokio::select! {
+                    () = tokio::time::sleep(limit) => return,
+                    _ = rx.changed() => {}
+                }
+            } else {
+                limit = after;
+                // The sender lives in `self`: `changed` cannot fail here.
+                let _ = rx.changed().await;
+            }
+        }
+    }
+
+    /// Resolves when nothing is in flight.
+    async fn quiet(&self) {
+        let mut rx = self.count.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+}
+
+/// Keeps a connection counted as busy while alive.
+#[derive(Debug)]
+pub struct ActiveGuard {
+    count: Arc<watch::Sender<usize>>,
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.count.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// The HTTP/1 + HTTP/2 connection builder for the limits of a snapshot.
+pub fn http_builder(snapshot: &Snapshot) -> auto::Builder<TokioExecutor> {
+    let limits = &snapshot.limits;
+    let header_bytes = limits.max_header_bytes.max(MIN_HEADER_BYTES);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(header_bytes)
+        .max_headers(limits.max_headers)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(snapshot.h2_max_concurrent_streams)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESETS)
+        .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS)
+        .max_header_list_size(u32::try_from(header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(H2_PING)
+        .keep_alive_timeout(H2_PING);
+    builder
+}
+
+/// Accepts connections until draining starts, then drops the listener so
+/// new connections are refused.
+pub async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    permits: Arc<Semaphore>,
+) {
+    let local = listener.local_addr().ok();
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = shared.tasks.draining() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = shared.tasks.draining() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let tls = tls.clone();
+        let task_shared = shared.clone();
+        shared.tasks.spawn(async move {
+            let _permit = permit;
+            connection(stream, peer, tls, task_shared).await;
+        });
+    }
+    tracing::debug!(addr = ?local, "listener closed");
+}
+
+/// Serves one accepted connection.
+async fn connection(stream: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>, shared: Arc<Shared>) {
+    let snapshot = shared.store.load();
+    let builder = http_builder(&snapshot);
+    let limits = snapshot.limits.clone();
+    drop(snapshot);
+    let conn = Arc::new(ConnInfo { peer, https: tls.is_some(), activity: Activity::default() });
+    let handler = {
+        let conn = conn.clone();
+        let shared = shared.clone();
+        move |request: Request<Incoming>| crate::proxy::handle(shared.clone(), conn.clone(), request)
+    };
+    let idle = (limits.header_read_timeout, limits.idle_timeout);
+    match tls {
+        None => serve(stream, &builder, handler, &conn.activity, &shared.tasks, idle).await,
+        Some(acceptor) => {
+            match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => serve(stream, &builder, handler, &conn.activity, &shared.tasks, idle).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "tls handshake failed"),
+                Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
+            }
+        }
+    }
+}
+
+/// Serves HTTP on one connection with `handler` until the client leaves,
+/// the connection idles out, or shutdown. Generic over the handler so
+/// tests can serve a panicking one.
+pub async fn serve<I, H, F>(
+    io: I,
+    builder: &auto::Builder<TokioExecutor>,
+    handler: H,
+    activity: &Activity,
+    tasks: &crate::shutdown::Tasks,
+    (idle_first, idle_after): (Duration, Duration),
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let handler = Arc::new(handler);
+    let service_activity = activity.clone();
+    let service = service_fn(move |request: Request<Incoming>| {
+        let guard = service_activity.start();
+        let future = handler(request);
+        async move {
+            let response = match AssertUnwindSafe(future).catch_unwind().await {
+                Ok(response) => response,
+                Err(panic) => {
+                    let error = ProxyError::Panic(panic_message(panic.as_ref()));
+                    tracing::error!(error = %error, "request handler panicked");
+                    error.to_response()
+                }
+            };
+            Ok::<_, Infallible>(response.map(|body| Guarded { inner: body, _guard: guard }))
+        }
+    });
+    {
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+        tokio::pin!(conn);
+        let idle = activity.idle(idle_first, idle_after);
+        tokio::pin!(idle);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                    break;
+                }
+                () = tasks.draining(), if !closing => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                () = &mut idle, if !closing => {
+                    tracing::debug!("closing idle connection");
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+        // `conn` is dropped here, and with it any request it was still
+        // holding (and that request's guard).
+    }
+    // An upgraded connection lives on in its tunnel, which holds a guard.
+    activity.quiet().await;
+}
+
+/// The text of a panic payload.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic".to_string())
+}
+
+/// A response body that keeps its connection counted as busy until hyper
+/// has written it (or given up), and turns a panic inside the body stream
+/// (a rewriter bug) into an aborted response instead of a dead task.
+struct Guarded {
+    inner: Body,
+    _guard: ActiveGuard,
+}
+
+impl HttpBody for Guarded {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let inner = &mut self.get_mut().inner;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(inner).poll_frame(cx))) {
+            Ok(poll) => poll,
+            Err(panic) => {
+                let message = panic_message(panic.as_ref());
+                tracing::error!(panic = %message, "response body panicked; aborting the response");
+                Poll::Ready(Some(Err(format!("response body panicked: {message}").into())))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::body;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn test_builder() -> auto::Builder<TokioExecutor> {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(5));
+        builder
+    }
+
+    async fn exchange(addr: SocketAddr, path: &str) -> String {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        // An aborted response may end in a reset: keep what arrived.
+        let _ = stream.read_to_end(&mut out).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// A panicking handler answers 500 on its own request; the server and
+    /// the next connections carry on.
+    #[tokio::test]
+    async fn a_panicking_handler_costs_one_request() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tasks = crate::shutdown::Tasks::new();
+        let server_tasks = tasks.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let tasks = server_tasks.clone();
+                tokio::spawn(async move {
+                    let handler = |request: Request<Incoming>| async move {
+                        assert!(request.uri().path() != "/panic", "stage bug");
+                        Response::new(body::full("fine"))
+                    };
+                    let activity = Activity::default();
+                    let idle = (Duration::from_secs(5), Duration::from_secs(5));
+                    serve(stream, &test_builder(), handler, &activity, &tasks, idle).await;
+                });
+            }
+        });
+        let first = exchange(addr, "/panic").await;
+        assert!(first.starts_with("HTTP/1.1 500 "), "{first}");
+        assert!(first.ends_with("internal error\n"), "{first}");
+        assert!(!first.contains("stage bug"), "panic text stays in the log: {first}");
+        let second = exchange(addr, "/ok").await;
+        assert!(second.starts_with("HTTP/1.1 200 ") && second.ends_with("fine"), "{second}");
+        tasks.stop();
+    }
+
+    /// A panic in the middle of a body aborts that response only.
+    #[tokio::test]
+    async fn a_panicking_body_aborts_its_response_only() {
+        struct Bomb;
+        impl HttpBody for Bomb {
+            type Data = Bytes;
+            type Error = BoxError;
+            fn poll_frame(
+                self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+            ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+                panic!("rewriter bug")
+            }
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tasks = crate::shutdown::Tasks::new();
+        let server_tasks = tasks.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let tasks = server_tasks.clone();
+                tokio::spawn(async move {
+                    let handler = |request: Request<Incoming>| async move {
+                        if request.uri().path() == "/bomb" {
+                            Response::new(body::boxed(Bomb))
+                        } else {
+                            Response::new(body::full("fine"))
+                        }
+                    };
+                    let activity = Activity::default();
+                    let idle = (Duration::from_secs(5), Duration::from_secs(5));
+                    serve(stream, &test_builder(), handler, &activity, &tasks, idle).await;
+                });
+            }
+        });
+        let aborted = exchange(addr, "/bomb").await;
+        // The head may or may not have gone out; the connection is closed
+        // instead of hanging, and nothing pretends to be a whole body.
+        assert!(!aborted.contains("fine") && !aborted.contains("content-length"), "{aborted}");
+        let second = exchange(addr, "/ok").await;
+        assert!(second.ends_with("fine"), "{second}");
+        tasks.stop();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_waits_for_quiet_then_the_longer_limit() {
+        let activity = Activity::default();
+        let guard = activity.start();
+        let idle = activity.idle(Duration::from_secs(1), Duration::from_secs(10));
+        tokio::pin!(idle);
+        // Busy: never idle, however long.
+        assert!(tokio::time::timeout(Duration::from_secs(30), &mut idle).await.is_err());
+        drop(guard);
+        // Quiet after a request: the `after` limit applies.
+        assert!(tokio::time::timeout(Duration::from_secs(9), &mut idle).await.is_err());
+        assert!(tokio::time::timeout(Duration::from_secs(2), &mut idle).await.is_ok());
+    }
+}

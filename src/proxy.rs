@@ -1,0 +1,192 @@
+//! The glue: one request through every stage, in order.
+//!
+//! `pipeline` reads top to bottom as the table in `lib.rs`. Each stage is
+//! a call into its own module; this file only carries values from one to
+//! the next and decides nothing about cookies or pages itself. The snapshot
+//! is loaded once, before routing (the router lives in it), and the whole
+//! request uses that one snapshot even if a reload lands meanwhile.
+//!
+//! Errors from any stage are [`ProxyError`]s, turned into a response in
+//! [`handle`] (and into a status only in [`crate::error`]).
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use http::header::HOST;
+use http::request::Parts;
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use crate::access_log::{self, Record};
+use crate::body::{self, Body};
+use crate::consent;
+use crate::cookie::CookieJar;
+use crate::decision::Decisions;
+use crate::error::ProxyError;
+use crate::forward::Target;
+use crate::forwarded;
+use crate::listen::ConnInfo;
+use crate::request_filter;
+use crate::response_body::{self, BodyContext};
+use crate::response_headers::{self, ResponseContext};
+use crate::route;
+use crate::server::Shared;
+use crate::snapshot::Snapshot;
+
+/// The path prefix reserved for consentry's own endpoints (banner assets,
+/// the consent endpoint). Requests under it never reach the origin.
+pub const RESERVED_PREFIX: &str = "/.consentry/";
+
+/// Handles one request: runs the pipeline, answers errors, and wraps the
+/// response so the access log and accounting see it finish.
+pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, request: Request<Incoming>) -> Response<Body> {
+    // Stage 3, snapshot: once per request.
+    let snapshot = shared.store.load();
+    let mut record = Record::new(&request, conn.peer.ip(), snapshot.log.access);
+    let response = match pipeline(&shared, &conn, &snapshot, request.map(body::boxed), &mut record).await {
+        Ok(response) => response,
+        Err(error) => {
+            let status = error.status();
+            if status.is_server_error() {
+                tracing::warn!(request_id = %record.request_id, status = status.as_u16(), error = %error, "request failed");
+            } else {
+                tracing::debug!(request_id = %record.request_id, status = status.as_u16(), error = %error, "request refused");
+            }
+            error.to_response()
+        }
+    };
+    access_log::finish(response, record, shared.account.clone())
+}
+
+/// The stages, in order.
+async fn pipeline(
+    shared: &Shared,
+    conn: &ConnInfo,
+    snapshot: &Snapshot,
+    request: Request<Body>,
+    record: &mut Record,
+) -> Result<Response<Body>, ProxyError> {
+    let (mut parts, body) = request.into_parts();
+    let request_id = forwarded::request_id(&mut parts.headers);
+    record.request_id.clone_from(&request_id);
+
+    // Stage 2, route: absolute URI / `:authority` first, else `Host`.
+    let host = client_host(&parts).ok_or(ProxyError::MissingHost)?;
+    let site = snapshot.router.route(&host).cloned().ok_or_else(|| ProxyError::UnknownHost(host.clone()))?;
+    record.site = Some(site.name.clone());
+    let host_name = route::normalize_host(&host);
+    let policy = &site.policy;
+
+    // consentry's own endpoints: the one place they are answered.
+    if parts.uri.path().starts_with(RESERVED_PREFIX) {
+        // TODO(banner): serve the banner assets and the consent endpoint here.
+        return Err(ProxyError::ReservedPath(parts.uri.path().to_string()));
+    }
+
+    // Stage 4, consent.
+    let consent = {
+        let jar = CookieJar::from_headers(&parts.headers);
+        let gpc = parts.headers.get("sec-gpc").is_some_and(|v| v.as_bytes().trim_ascii() == b"1");
+        consent::read(&policy.consent, &jar, gpc, SystemTime::now())
+    };
+    tracing::debug!(request_id = %request_id, consent = consent.state.name(), "consent read");
+
+    // Stage 5, request filter (remembers withdrawn cookies for the sweep).
+    let mut decisions = Decisions::new();
+    let withdrawn =
+        request_filter::filter_request(&mut parts.headers, policy, &host_name, &consent, &mut decisions);
+
+    // Stage 8, part one: ask only for encodings the body stage can rewrite.
+    response_body::narrow_accept_encoding(&mut parts.headers);
+
+    // Stage 6, forward.
+    let method = parts.method.clone();
+    let scheme = if conn.https { "https" } else { "http" };
+    let page_url = format!("{scheme}://{host}{}", parts.uri.path());
+    let target = Target {
+        site: &site,
+        ca: site.ca_file.as_ref().and_then(|path| snapshot.origin_cas.get(path)).map(Arc::as_ref),
+        limits: &snapshot.limits,
+        client: forwarded::Client {
+            ip: conn.peer.ip(),
+            https: conn.https,
+            host: &host,
+            version: parts.version,
+        },
+        tasks: &shared.tasks,
+        activity: &conn.activity,
+    };
+    let origin_started = Instant::now();
+    let forwarded = shared.forwarder.forward(target, Request::from_parts(parts, body)).await;
+    record.origin_time = Some(origin_started.elapsed());
+    let (mut parts, body) = forwarded?.into_parts();
+
+    // Stage 7, response headers (told whether stage 8 will rewrite).
+    let body_rewritten = response_body::will_rewrite(&method, parts.status, &parts.headers);
+    let cx = ResponseContext {
+        policy,
+        host: &host_name,
+        consent: &consent,
+        withdrawn: &withdrawn,
+        https: conn.https,
+        now: SystemTime::now(),
+        body_rewritten,
+    };
+    response_headers::filter_response(parts.status, &mut parts.headers, &cx, &mut decisions);
+
+    // Stage 9, account: the request's cookie decisions now; the page's
+    // decisions when the rewriter is done with the body.
+    shared.account.record(&site, policy, &request_id, &decisions);
+
+    // Stage 8, response body.
+    let body = if body_rewritten {
+        let account = shared.account.clone();
+        let done_site = site.clone();
+        let cx = BodyContext {
+            site: site.clone(),
+            consent,
+            page_url,
+            inject_banner: policy.banner.enabled && !consent.is_valid(),
+            csp_nonce: None,
+            max_decoded_body: snapshot.limits.max_decoded_body,
+            on_done: Box::new(move |page: Decisions| {
+                account.record(&done_site, &done_site.policy, &request_id, &page);
+            }),
+        };
+        response_body::rewrite(&mut parts.headers, body, cx)
+    } else {
+        body
+    };
+    Ok(Response::from_parts(parts, body))
+}
+
+/// The host the client asked for, port kept: the authority of an
+/// absolute-form URI or HTTP/2 `:authority` (which RFC 9112 §3.2.2 says
+/// wins over `Host`), else `Host`.
+fn client_host(parts: &Parts) -> Option<String> {
+    let from_uri = parts.uri.authority().map(|a| a.as_str().rsplit('@').next().unwrap_or_default());
+    let from_header = || parts.headers.get(HOST).and_then(|v| v.to_str().ok());
+    from_uri.or_else(from_header).map(str::trim).filter(|h| !h.is_empty()).map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(request: Request<()>) -> Parts {
+        request.into_parts().0
+    }
+
+    #[test]
+    fn authority_wins_over_host() {
+        let p = parts(Request::get("http://a.test:8080/x").header(HOST, "b.test").body(()).unwrap());
+        assert_eq!(client_host(&p).as_deref(), Some("a.test:8080"));
+        let p = parts(Request::get("http://user:pw@a.test/x").body(()).unwrap());
+        assert_eq!(client_host(&p).as_deref(), Some("a.test"));
+        let p = parts(Request::get("/x").header(HOST, " b.test ").body(()).unwrap());
+        assert_eq!(client_host(&p).as_deref(), Some("b.test"));
+        let p = parts(Request::get("/x").header(HOST, "").body(()).unwrap());
+        assert_eq!(client_host(&p), None);
+        assert_eq!(client_host(&parts(Request::get("/x").body(()).unwrap())), None);
+    }
+}

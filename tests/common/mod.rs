@@ -1,0 +1,826 @@
+//! Integration-test harness: origins, a proxy started in-process (or as the
+//! real binary), and clients, all on `127.0.0.1:0`.
+//!
+//! Builder style, as linkerd2-proxy's tests:
+//!
+//! ```ignore
+//! mod common;
+//! use common::*;
+//!
+//! #[tokio::test]
+//! async fn hello() {
+//!     let origin = origin().route("/", "hello").run().await;
+//!     let proxy = proxy().origin(&origin).run().await;
+//!     let mut client = proxy.http1().await;
+//!     let response = client.get("/").await;
+//!     assert_eq!(response.text(), "hello");
+//! }
+//! ```
+//!
+//! - **Origins**: [`origin`] builds a hyper server from fixed routes and
+//!   closures; [`demo_origin`] is the sample legacy site (its `/echo` returns
+//!   the request head as JSON, see [`Echo`]); [`raw_origin`] hands each
+//!   accepted `TcpStream` to a closure, for origins that misbehave;
+//!   [`closed_port`] is an address nothing listens on.
+//! - **Proxy**: [`proxy`] writes a config into a temp dir (one site, host
+//!   [`HOST`] by default, a policy that lets everything through so core
+//!   tests see the proxy alone) and starts it in-process with
+//!   `consentry::server::start`. `.policy(...)`, `.limit(...)`, `.toml(...)`
+//!   adjust it; `.https(&[&cert])` adds TLS. [`ProxyBuilder::spawn_binary`]
+//!   runs the built `consentry` binary instead, to measure its memory or
+//!   send it signals.
+//! - **Clients**: [`Proxy::http1`] (one HTTP/1.1 connection),
+//!   [`Proxy::h2`] (HTTP/2 over TLS with SNI, trusting given test
+//!   certificates), [`raw`] (bytes in, bytes out, for malformed requests).
+//! - [`within`] bounds a test so a hang fails instead of blocking CI.
+//!
+//! Every test file includes this module and uses a part of it.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use consentry::body::{self, Body};
+use consentry::server::{Running, Stopped};
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// The host the test site answers for.
+pub const HOST: &str = "demo.test";
+
+/// How long any one test may take before it counts as hung.
+pub const TEST_LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs a future to completion or panics after [`TEST_LIMIT`]: a hang is a
+/// failure, not a stuck CI run. This is not a speed assertion.
+pub async fn within<F: Future>(future: F) -> F::Output {
+    tokio::time::timeout(TEST_LIMIT, future).await.expect("test hung")
+}
+
+// ---------------------------------------------------------------------------
+// Origins
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+type Handler = Arc<dyn Fn(Request<Incoming>) -> BoxFuture<Response<Body>> + Send + Sync>;
+
+/// A running origin; stops when dropped.
+#[derive(Debug)]
+pub struct Origin {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// `http://ADDR` (or `https://localhost:PORT` for a TLS origin).
+    pub url: String,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Builds an origin from routes (exact paths) and a fallback.
+#[derive(Default)]
+pub struct OriginBuilder {
+    routes: HashMap<String, Handler>,
+    fallback: Option<Handler>,
+}
+
+/// Starts building an origin.
+pub fn origin() -> OriginBuilder {
+    OriginBuilder::default()
+}
+
+impl OriginBuilder {
+    /// `path` answers 200 with this text.
+    pub fn route(self, path: &str, text: &'static str) -> Self {
+        self.route_fn(path, move |_| async move { Response::new(body::full(text)) })
+    }
+
+    /// `path` is answered by a closure.
+    pub fn route_fn<F, Fut>(mut self, path: &str, f: F) -> Self
+    where
+        F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<Body>> + Send + 'static,
+    {
+        self.routes.insert(path.to_string(), Arc::new(move |r| Box::pin(f(r))));
+        self
+    }
+
+    /// Every path without a route: `/echo` semantics ([`echo`]) unless set.
+    pub fn fallback_fn<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<Body>> + Send + 'static,
+    {
+        self.fallback = Some(Arc::new(move |r| Box::pin(f(r))));
+        self
+    }
+
+    /// Serves plain HTTP/1.1 and h2c on `127.0.0.1:0`.
+    pub async fn run(self) -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let this = Arc::new(self);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                tokio::spawn(this.clone().serve(stream));
+            }
+        });
+        Origin { addr, url: format!("http://{addr}"), task }
+    }
+
+    /// Serves HTTPS (ALPN h2 and http/1.1) with `cert`, which must name
+    /// `localhost`; the URL is `https://localhost:PORT`.
+    pub async fn run_tls(self, cert: &TestCert) -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut config = rustls::ServerConfig::builder_with_provider(consentry::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der.clone()], cert.key_der())
+            .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let this = Arc::new(self);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let acceptor = acceptor.clone();
+                let this = this.clone();
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(stream).await {
+                        this.serve(tls).await;
+                    }
+                });
+            }
+        });
+        Origin { addr, url: format!("https://localhost:{}", addr.port()), task }
+    }
+
+    async fn serve<I>(self: Arc<Self>, io: I)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let service = service_fn(move |request: Request<Incoming>| {
+            let this = self.clone();
+            async move {
+                let handler = this.routes.get(request.uri().path()).or(this.fallback.as_ref()).cloned();
+                let response = match handler {
+                    Some(handler) => handler(request).await,
+                    None => echo(request).await,
+                };
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder.http1().timer(TokioTimer::new());
+        let _ = builder.serve_connection_with_upgrades(TokioIo::new(io), service).await;
+    }
+}
+
+/// Answers with the request head as JSON (the demo origin's `/echo`).
+pub async fn echo(request: Request<Incoming>) -> Response<Body> {
+    consentry::demo::echo(&request)
+}
+
+/// The sample legacy site of `consentry demo`.
+pub async fn demo_origin() -> Origin {
+    let (addr, task) = consentry::demo::spawn_origin("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    Origin { addr, url: format!("http://{addr}"), task }
+}
+
+/// An origin that hands every accepted connection to `f` as raw TCP.
+pub async fn raw_origin<F, Fut>(f: F) -> Origin
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            tokio::spawn(f(stream));
+        }
+    });
+    Origin { addr, url: format!("http://{addr}"), task }
+}
+
+/// Reads a request head (up to the blank line) from a raw connection.
+pub async fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// An address nothing listens on (bound, then released).
+pub async fn closed_port() -> SocketAddr {
+    free_ports(1).await[0]
+}
+
+/// `n` distinct loopback addresses that were free a moment ago (all bound
+/// at once, then released), for configs that need fixed ports.
+pub async fn free_ports(n: usize) -> Vec<SocketAddr> {
+    let mut listeners = Vec::new();
+    for _ in 0..n {
+        listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    listeners.iter().map(|l| l.local_addr().unwrap()).collect()
+}
+
+/// What [`echo`] reports.
+#[derive(Debug, Clone)]
+pub struct Echo {
+    /// Method.
+    pub method: String,
+    /// Path.
+    pub path: String,
+    /// Every header field, in order, names lower case.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Echo {
+    /// Parses an echo body.
+    pub fn parse(body: &[u8]) -> Echo {
+        let json: serde_json::Value = serde_json::from_slice(body)
+            .unwrap_or_else(|e| panic!("not an echo ({e}): {}", String::from_utf8_lossy(body)));
+        let headers = json["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|pair| (pair[0].as_str().unwrap().to_string(), pair[1].as_str().unwrap().to_string()))
+            .collect();
+        Echo {
+            method: json["method"].as_str().unwrap().to_string(),
+            path: json["path"].as_str().unwrap().to_string(),
+            headers,
+        }
+    }
+
+    /// Every value of a header.
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+    }
+
+    /// The only value of a header (panics if absent or repeated).
+    pub fn one(&self, name: &str) -> &str {
+        let all = self.all(name);
+        assert_eq!(all.len(), 1, "{name}: {all:?} in {:?}", self.headers);
+        all[0]
+    }
+
+    /// Whether the header is present.
+    pub fn has(&self, name: &str) -> bool {
+        !self.all(name).is_empty()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Certificates
+
+/// A self-signed certificate written to a temp dir.
+#[derive(Debug)]
+pub struct TestCert {
+    /// The certificate file.
+    pub cert_path: PathBuf,
+    /// The key file.
+    pub key_path: PathBuf,
+    /// The certificate, DER.
+    pub der: rustls_pki_types::CertificateDer<'static>,
+    key_pem: String,
+    _dir: tempfile::TempDir,
+}
+
+/// A self-signed certificate for these names.
+pub fn test_cert(hosts: &[&str]) -> TestCert {
+    use rustls_pki_types::pem::PemObject as _;
+    let names: Vec<String> = hosts.iter().map(|h| (*h).to_string()).collect();
+    let pair = consentry::tls::self_signed(&names).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, &pair.cert_pem).unwrap();
+    std::fs::write(&key_path, &pair.key_pem).unwrap();
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(pair.cert_pem.as_bytes()).unwrap();
+    TestCert { cert_path, key_path, der, key_pem: pair.key_pem, _dir: dir }
+}
+
+impl TestCert {
+    /// The private key, DER.
+    pub fn key_der(&self) -> rustls_pki_types::PrivateKeyDer<'static> {
+        use rustls_pki_types::pem::PemObject as _;
+        rustls_pki_types::PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The proxy
+
+/// Builds a proxy config; see the module doc.
+#[derive(Debug, Clone)]
+pub struct ProxyBuilder {
+    origin: String,
+    hosts: Vec<String>,
+    preserve_host: bool,
+    limits: Vec<(String, String)>,
+    policy: String,
+    certs: Vec<(PathBuf, PathBuf)>,
+    site_extra: String,
+    extra: String,
+}
+
+/// Starts building a proxy.
+pub fn proxy() -> ProxyBuilder {
+    ProxyBuilder {
+        origin: "http://127.0.0.1:9".into(),
+        hosts: vec![HOST.to_string()],
+        preserve_host: true,
+        limits: Vec::new(),
+        policy: "unknown_cookies = \"allow\"\nunknown_third_party = \"allow\"\n".into(),
+        certs: Vec::new(),
+        site_extra: String::new(),
+        extra: String::new(),
+    }
+}
+
+impl ProxyBuilder {
+    /// Forward to this origin.
+    pub fn origin(mut self, origin: &Origin) -> Self {
+        self.origin.clone_from(&origin.url);
+        self
+    }
+
+    /// Forward to this origin URL.
+    pub fn origin_url(mut self, url: impl Into<String>) -> Self {
+        self.origin = url.into();
+        self
+    }
+
+    /// The site's hosts (default: [`HOST`]).
+    pub fn hosts(mut self, hosts: &[&str]) -> Self {
+        self.hosts = hosts.iter().map(|h| (*h).to_string()).collect();
+        self
+    }
+
+    /// `preserve_host` of the site.
+    pub fn preserve_host(mut self, preserve: bool) -> Self {
+        self.preserve_host = preserve;
+        self
+    }
+
+    /// A `[limits]` key with a TOML value: `.limit("header_read_timeout", "\"300ms\"")`.
+    pub fn limit(mut self, key: &str, value: &str) -> Self {
+        self.limits.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// The body of `[policy.test]` (default: everything allowed).
+    pub fn policy(mut self, toml: &str) -> Self {
+        self.policy = toml.to_string();
+        self
+    }
+
+    /// Extra keys in the `[[site]]` table (`ca_file = "..."`).
+    pub fn site_toml(mut self, toml: &str) -> Self {
+        self.site_extra.push_str(toml);
+        self.site_extra.push('\n');
+        self
+    }
+
+    /// Raw TOML appended to the file (more policy tables, cookie rules...).
+    pub fn toml(mut self, toml: &str) -> Self {
+        self.extra.push_str(toml);
+        self.extra.push('\n');
+        self
+    }
+
+    /// Adds an HTTPS listener with these certificates (chosen by SNI).
+    pub fn https(mut self, certs: &[&TestCert]) -> Self {
+        self.certs = certs.iter().map(|c| (c.cert_path.clone(), c.key_path.clone())).collect();
+        self
+    }
+
+    /// The config file text.
+    pub fn config_text(&self) -> String {
+        let mut text = String::from("[listen]\nhttp = \"127.0.0.1:0\"\n");
+        if !self.certs.is_empty() {
+            text.push_str("https = \"127.0.0.1:0\"\n");
+        }
+        for (cert, key) in &self.certs {
+            text.push_str(&format!("[[listen.certificate]]\ncert = {cert:?}\nkey = {key:?}\n"));
+        }
+        text.push_str("\n[limits]\n");
+        for (key, value) in &self.limits {
+            text.push_str(&format!("{key} = {value}\n"));
+        }
+        let hosts: Vec<String> = self.hosts.iter().map(|h| format!("{h:?}")).collect();
+        text.push_str(&format!(
+            "\n[[site]]\nname = \"test\"\nhosts = [{}]\norigin = {:?}\npolicy = \"test\"\npreserve_host = {}\n{}",
+            hosts.join(", "),
+            self.origin,
+            self.preserve_host,
+            self.site_extra
+        ));
+        text.push_str(&format!("\n[policy.test]\n{}\n{}", self.policy, self.extra));
+        text
+    }
+
+    /// Writes the config into a new temp dir.
+    pub fn write(&self) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("consentry.toml");
+        std::fs::write(&path, self.config_text()).unwrap();
+        (dir, path)
+    }
+
+    /// Starts the proxy in this process.
+    pub async fn run(self) -> Proxy {
+        let (dir, path) = self.write();
+        let running = consentry::server::start(&path)
+            .await
+            .unwrap_or_else(|e| panic!("proxy did not start: {e}\n{}", self.config_text()));
+        Proxy {
+            http: running.http_addr.unwrap(),
+            https: running.https_addr,
+            running: Some(running),
+            config_path: path,
+            _dir: dir,
+        }
+    }
+
+    /// Starts the built `consentry` binary with this config.
+    pub fn spawn_binary(self) -> Binary {
+        Binary::spawn(self)
+    }
+}
+
+/// A proxy running in this process; shut down when dropped.
+#[derive(Debug)]
+pub struct Proxy {
+    /// Its HTTP address.
+    pub http: SocketAddr,
+    /// Its HTTPS address, when configured.
+    pub https: Option<SocketAddr>,
+    /// The server (taken by [`Proxy::shutdown`]).
+    pub running: Option<Running>,
+    /// The config file it runs.
+    pub config_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Proxy {
+    /// Graceful shutdown with the configured grace period.
+    pub async fn shutdown(&mut self) -> Stopped {
+        self.running.take().expect("already shut down").shutdown().await
+    }
+
+    /// The server.
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().expect("shut down")
+    }
+
+    /// One HTTP/1.1 connection to the plain listener, sending `Host: HOST`.
+    pub async fn http1(&self) -> Client {
+        Client::http1(self.http, HOST).await
+    }
+
+    /// One HTTP/2-over-TLS connection to the HTTPS listener with this SNI
+    /// name (also the `:authority`), trusting `trust`.
+    pub async fn h2(&self, server_name: &str, trust: &[&TestCert]) -> Client {
+        let (client, _) = Client::h2_tls(self.https.expect("no https listener"), server_name, trust).await;
+        client
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Clients
+
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<Body>),
+    H2(hyper::client::conn::http2::SendRequest<Body>),
+}
+
+/// One client connection (HTTP/1.1 or HTTP/2).
+pub struct Client {
+    sender: Sender,
+    host: String,
+    https: bool,
+}
+
+/// A fully read response.
+#[derive(Debug)]
+pub struct TestResponse {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+impl TestResponse {
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as an [`Echo`].
+    pub fn echo(&self) -> Echo {
+        Echo::parse(&self.body)
+    }
+
+    /// Every value of a response header.
+    pub fn header_all(&self, name: &str) -> Vec<String> {
+        self.headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect()
+    }
+}
+
+impl Client {
+    /// Connects one HTTP/1.1 connection; requests carry `Host: host`.
+    pub async fn http1(addr: SocketAddr, host: &str) -> Client {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(conn.with_upgrades());
+        Client { sender: Sender::H1(sender), host: host.to_string(), https: false }
+    }
+
+    /// Connects HTTP/2 over TLS with SNI `server_name`, trusting `trust`;
+    /// also returns the certificate the server presented.
+    pub async fn h2_tls(
+        addr: SocketAddr,
+        server_name: &str,
+        trust: &[&TestCert],
+    ) -> (Client, rustls_pki_types::CertificateDer<'static>) {
+        let tls = tls_connect(addr, server_name, trust, &[b"h2"]).await;
+        let presented = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        let (sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+        tokio::spawn(conn);
+        (Client { sender: Sender::H2(sender), host: server_name.to_string(), https: true }, presented)
+    }
+
+    /// A request builder for `path` on this client's host (`Host` for
+    /// HTTP/1.1, an absolute URI for HTTP/2).
+    pub fn request(&self, method: http::Method, path: &str) -> http::request::Builder {
+        match self.sender {
+            Sender::H1(_) => {
+                Request::builder().method(method).uri(path).header(http::header::HOST, &self.host)
+            }
+            Sender::H2(_) => {
+                let scheme = if self.https { "https" } else { "http" };
+                Request::builder()
+                    .method(method)
+                    .version(http::Version::HTTP_2)
+                    .uri(format!("{scheme}://{}{path}", self.host))
+            }
+        }
+    }
+
+    /// Sends a request; returns as soon as the response head arrives.
+    pub async fn send(&mut self, request: Request<Body>) -> Response<Incoming> {
+        match &mut self.sender {
+            Sender::H1(sender) => {
+                sender.ready().await.unwrap();
+                sender.send_request(request).await.unwrap()
+            }
+            Sender::H2(sender) => {
+                sender.ready().await.unwrap();
+                sender.send_request(request).await.unwrap()
+            }
+        }
+    }
+
+    /// Sends a request and reads the whole response.
+    pub async fn fetch(&mut self, request: Request<Body>) -> TestResponse {
+        let response = self.send(request).await;
+        read(response).await
+    }
+
+    /// `GET path`.
+    pub async fn get(&mut self, path: &str) -> TestResponse {
+        let request = self.request(http::Method::GET, path).body(body::empty()).unwrap();
+        self.fetch(request).await
+    }
+}
+
+/// Reads a whole response.
+pub async fn read(response: Response<Incoming>) -> TestResponse {
+    let (parts, incoming) = response.into_parts();
+    let body = incoming.collect().await.unwrap().to_bytes();
+    TestResponse { status: parts.status, headers: parts.headers, body }
+}
+
+/// A TLS connection with SNI `server_name` offering `alpn`, trusting `trust`.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    server_name: &str,
+    trust: &[&TestCert],
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in trust {
+        roots.add(cert.der.clone()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(consentry::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from(server_name.to_string()).unwrap();
+    connector.connect(name, stream).await.unwrap()
+}
+
+/// A raw TCP connection, for bytes hyper's client would never send.
+pub struct Raw {
+    /// The stream.
+    pub stream: TcpStream,
+}
+
+/// Connects a raw TCP client.
+pub async fn raw(addr: SocketAddr) -> Raw {
+    Raw { stream: TcpStream::connect(addr).await.unwrap() }
+}
+
+impl Raw {
+    /// Writes bytes.
+    pub async fn send(&mut self, bytes: impl AsRef<[u8]>) {
+        self.stream.write_all(bytes.as_ref()).await.unwrap();
+    }
+
+    /// Reads until the server closes the connection (a reset counts as a
+    /// close); returns what arrived.
+    pub async fn read_to_close(&mut self) -> String {
+        let mut out = Vec::new();
+        let _ = self.stream.read_to_end(&mut out).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// A request body of `len` bytes of a repeating pattern, in 64 KiB frames
+/// (no allocation per frame).
+pub fn pattern_body(len: u64) -> Body {
+    body::boxed(Pattern { chunk: pattern_chunk(), remaining: len })
+}
+
+/// The 64 KiB pattern [`pattern_body`] repeats.
+pub fn pattern_chunk() -> Bytes {
+    (0..64 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect::<Vec<u8>>().into()
+}
+
+struct Pattern {
+    chunk: Bytes,
+    remaining: u64,
+}
+
+impl http_body::Body for Pattern {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        if self.remaining == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        let n = self.remaining.min(self.chunk.len() as u64);
+        self.remaining -= n;
+        let frame = self.chunk.slice(..usize::try_from(n).unwrap());
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(frame))))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The real binary
+
+/// The `consentry` binary running `run --log-format json` in a child
+/// process; killed when dropped.
+pub struct Binary {
+    child: Child,
+    /// Its HTTP address.
+    pub http: SocketAddr,
+    /// Every log line so far (JSON).
+    pub lines: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Binary {
+    fn spawn(builder: ProxyBuilder) -> Binary {
+        let (dir, path) = builder.write();
+        Binary::start(&["run", "--config", path.to_str().unwrap()], dir)
+    }
+
+    /// Runs `consentry --log-format json ARGS...` and waits until it logs
+    /// the address of its HTTP listener. `dir` is kept alive as long as the
+    /// child (put its config there).
+    pub fn start(args: &[&str], dir: tempfile::TempDir) -> Binary {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_consentry"))
+            .args(["--log-format", "json"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = lines.clone();
+        // Keep reading for the whole life of the child: a full pipe would
+        // block its logging.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(json) = serde_json::from_str::<serde_json::Value>(&line)
+                    && let Some(addr) = json["http"].as_str()
+                {
+                    let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let http = rx.recv_timeout(Duration::from_secs(30)).expect("the binary did not report its address");
+        Binary { child, http, lines, _dir: dir }
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory of the child, in bytes (`VmRSS`).
+    pub fn rss(&self) -> u64 {
+        rss_of(self.pid())
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `HUP`).
+    pub fn signal(&self, name: &str) {
+        let status =
+            Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the child to exit (at most [`TEST_LIMIT`]).
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + TEST_LIMIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "the binary did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `VmRSS` of a process, in bytes.
+pub fn rss_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
