@@ -14,6 +14,10 @@
 //! | 8 response body | [`response_body`] | streaming HTML rewrite, compression |
 //! | 9 account | [`account`] | metrics, inventory, audit log |
 //!
+//! Helpers of stages 5 and 7: [`cookie`] (request `Cookie` pairs),
+//! [`set_cookie`] (the `Set-Cookie` parser and editor), [`sweep`] (deleting
+//! withdrawn cookies in the browser).
+//!
 //! [`proxy`] is the glue that calls the stages in that order for each
 //! request. Around it: [`config`] (the file as written) and [`policy`] (the
 //! compiled rules), [`reload`] (hot reload), [`admin`] (the admin API),
@@ -32,4 +36,5 @@ pub mod request_filter;
 pub mod response_body;
 pub mod response_headers;
 pub mod route;
+pub mod set_cookie;
 pub mod snapshot;
