@@ -38,3 +38,4 @@ pub mod response_headers;
 pub mod route;
 pub mod set_cookie;
 pub mod snapshot;
+pub mod sweep;

@@ -187,8 +187,6 @@ pub(crate) mod tests {
             r#"
 [policy.default]
 {extra}
-[policy.default.consent]
-cookie = "consentry"
 [[policy.default.cookie]]
 name = "sessionid"
 category = "necessary"
