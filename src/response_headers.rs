@@ -486,6 +486,9 @@ impl Report {
 }
 
 #[cfg(test)]
+mod scenarios;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::request_filter::tests::{consent, policy};
