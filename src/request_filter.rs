@@ -377,3 +377,88 @@ category = "advertising"
         assert_eq!(cookies(&h), vec!["sessionid=1; consentry=2"]);
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::tests::{consent, policy};
+    use super::*;
+    use proptest::prelude::*;
+
+    /// `Cookie` header values: rule names, unknown, nameless and odd pairs
+    /// with random spacing and empty pairs.
+    fn cookie_value() -> impl Strategy<Value = String> {
+        let pair = prop_oneof![
+            Just("sessionid=1".to_string()),
+            Just("consentry=v1".to_string()),
+            Just("lang=fr".to_string()),
+            Just("_ga=GA1.2".to_string()),
+            Just("_ga_X=1".to_string()),
+            Just("_fbp=fb".to_string()),
+            Just("legacy=1".to_string()),
+            Just("nameless".to_string()),
+            Just("=v".to_string()),
+            Just("".to_string()),
+            "[!#-+\\--:<-~]{1,8}(=[!#-+\\--:<-~ ]{0,8})?",
+        ];
+        let sep = prop_oneof![Just(";"), Just("; "), Just(" ;  "), Just(";\t")];
+        proptest::collection::vec((pair, sep), 0..10)
+            .prop_map(|v| v.into_iter().map(|(p, s)| format!("{p}{s}")).collect::<String>())
+    }
+
+    fn grants() -> impl Strategy<Value = Vec<&'static str>> {
+        proptest::sample::subsequence(vec!["functional", "analytics", "advertising"], 0..=3)
+    }
+
+    fn pairs(h: &HeaderMap) -> Vec<Vec<u8>> {
+        h.get_all(COOKIE)
+            .iter()
+            .flat_map(|v| raw_pairs(v.as_bytes()).map(|p| p.raw.to_vec()).collect::<Vec<_>>())
+            .collect()
+    }
+
+    fn is_subsequence(small: &[Vec<u8>], big: &[Vec<u8>]) -> bool {
+        let mut it = big.iter();
+        small.iter().all(|s| it.any(|b| b == s))
+    }
+
+    proptest! {
+        #[test]
+        fn filtered_is_subset_idempotent_and_clean(
+            values in proptest::collection::vec(cookie_value(), 0..4),
+            granted in grants(),
+            allow_unknown in any::<bool>(),
+        ) {
+            let p = policy(if allow_unknown { "unknown_cookies = \"allow\"" } else { "" });
+            let c = consent(&p, &granted);
+            let mut h = HeaderMap::new();
+            for v in &values {
+                h.append(COOKIE, HeaderValue::from_str(v).unwrap());
+            }
+            let input = pairs(&h);
+            let mut d = Decisions::new();
+            let withdrawn = filter_request(&mut h, &p, "www.example.com", &c, &mut d);
+            let output = pairs(&h);
+            // Output pairs are input pairs, byte for byte, in order.
+            prop_assert!(is_subsequence(&output, &input));
+            // One decision per input pair; the removed ones are exactly the blocked ones.
+            prop_assert_eq!(d.len(), input.len());
+            prop_assert_eq!(input.len() - output.len(), d.iter().filter(|d| d.action == Action::Block).count());
+            // Nothing refused is left.
+            for pair in h.get_all(COOKIE).iter().flat_map(|v| raw_pairs(v.as_bytes()).collect::<Vec<_>>()) {
+                let name = String::from_utf8_lossy(pair.name);
+                let (category, _) = p.classify_cookie(&name, "www.example.com");
+                prop_assert!(p.cookie_allowed(category, c.granted));
+            }
+            for w in &withdrawn {
+                prop_assert!(w.category != Some(CategoryId::NECESSARY));
+            }
+            // Headers are never added; one that lost every pair is removed.
+            prop_assert!(h.get_all(COOKIE).iter().count() <= values.len());
+            // Filtering twice = filtering once.
+            let once = h.clone();
+            let again = filter_request(&mut h, &p, "www.example.com", &c, &mut Decisions::new());
+            prop_assert_eq!(&h, &once);
+            prop_assert!(again.is_empty());
+        }
+    }
+}

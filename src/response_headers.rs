@@ -868,3 +868,95 @@ http_only = true
         assert_eq!(out.len(), REPORT_NAME_BYTES + 3);
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::request_filter::tests::{consent, policy};
+    use crate::set_cookie::props::set_cookie_value;
+    use proptest::prelude::*;
+
+    const NOW: u64 = 1_700_000_000;
+
+    fn grants() -> impl Strategy<Value = Vec<&'static str>> {
+        proptest::sample::subsequence(vec!["functional", "analytics", "advertising"], 0..=3)
+    }
+
+    fn run(p: &Policy, c: &Consent, h: &mut HeaderMap) -> Decisions {
+        let cx = ResponseContext {
+            policy: p,
+            host: "www.example.com",
+            consent: c,
+            withdrawn: &[],
+            https: true,
+            now: UNIX_EPOCH + std::time::Duration::from_secs(NOW),
+            body_rewritten: false,
+        };
+        let mut d = Decisions::new();
+        filter_response(StatusCode::OK, h, &cx, &mut d);
+        d
+    }
+
+    fn values(h: &HeaderMap) -> Vec<Vec<u8>> {
+        h.get_all(SET_COOKIE).iter().map(|v| v.as_bytes().to_vec()).collect()
+    }
+
+    proptest! {
+        #[test]
+        fn kept_set_cookies_are_byte_identical(
+            input in proptest::collection::vec(set_cookie_value(), 0..8),
+            granted in grants(),
+        ) {
+            // No caps, no hardening: every output is an input, unchanged, in order.
+            let p = policy("");
+            let c = consent(&p, &granted);
+            let mut h = HeaderMap::new();
+            for v in &input {
+                h.append(SET_COOKIE, HeaderValue::from_str(v).unwrap());
+            }
+            let d = run(&p, &c, &mut h);
+            let out = values(&h);
+            let mut it = input.iter();
+            for o in &out {
+                prop_assert!(it.any(|i| i.as_bytes() == o.as_slice()), "{}", String::from_utf8_lossy(o));
+            }
+            prop_assert_eq!(d.len(), input.len());
+            prop_assert_eq!(out.len(), d.iter().filter(|d| d.action == Action::Allow).count());
+            // No refused, live cookie got through.
+            for o in &out {
+                let sc = SetCookie::parse(o).unwrap();
+                if !sc.is_deletion(NOW as i64) {
+                    let name = String::from_utf8_lossy(sc.name());
+                    let domain = sc.domain().map_or("www.example.com".into(), |d| String::from_utf8_lossy(d).to_ascii_lowercase());
+                    let (cat, _) = p.classify_cookie(&name, &domain);
+                    prop_assert!(p.cookie_allowed(cat, c.granted));
+                }
+            }
+        }
+
+        #[test]
+        fn filtering_is_idempotent_with_caps_and_hardening(
+            input in proptest::collection::vec(set_cookie_value(), 0..8),
+            granted in grants(),
+        ) {
+            let p = policy(
+                "[policy.default.categories]\nnecessary = {}\nfunctional = { max_cookie_days = 1 }\n\
+                 analytics = { max_cookie_days = 30 }\nadvertising = {}\n\
+                 [[policy.default.harden]]\nname = \"*\"\nsecure = true\nsame_site = \"Lax\"\n",
+            );
+            let c = consent(&p, &granted);
+            let mut h = HeaderMap::new();
+            for v in &input {
+                h.append(SET_COOKIE, HeaderValue::from_str(v).unwrap());
+            }
+            let d = run(&p, &c, &mut h);
+            let once = h.clone();
+            let d2 = run(&p, &c, &mut h);
+            prop_assert_eq!(&h, &once);
+            prop_assert!(d2.iter().all(|d| d.action == Action::Allow));
+            // Every kept cookie (allowed, capped or hardened) is sent, once.
+            let kept: Vec<_> = d.iter().filter(|d| d.action != Action::Block && d.action != Action::Invalid).collect();
+            prop_assert_eq!(kept.len(), values(&h).len());
+        }
+    }
+}

@@ -865,3 +865,110 @@ mod tests {
         assert_eq!(attributes(b"a=b").count(), 0);
     }
 }
+
+#[cfg(test)]
+pub(crate) mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Set-Cookie-like strings: real names, attributes and date formats in
+    /// random order and case, with junk mixed in; always valid header bytes.
+    pub(crate) fn set_cookie_value() -> impl Strategy<Value = String> {
+        let name = prop_oneof![
+            Just("sessionid"),
+            Just("lang"),
+            Just("_ga"),
+            Just("_ga_ABC"),
+            Just("_fbp"),
+            Just("consentry"),
+            Just("legacy"),
+            Just(""),
+            Just("__Host-x"),
+        ];
+        let attr = prop_oneof![
+            Just("Path=/".to_string()),
+            Just("path=/shop".to_string()),
+            Just("Domain=.example.com".to_string()),
+            Just("domain=example.com".to_string()),
+            Just("Domain=other.org".to_string()),
+            Just("Domain=".to_string()),
+            Just("Secure".to_string()),
+            Just("HTTPONLY".to_string()),
+            Just("SameSite=Lax".to_string()),
+            Just("samesite=none".to_string()),
+            Just("SameSite".to_string()),
+            Just("Priority=High".to_string()),
+            Just("".to_string()),
+            (-5i64..100_000_000).prop_map(|n| format!("Max-Age={n}")),
+            Just("Max-Age=99999999999999999999999".to_string()),
+            Just("max-age=abc".to_string()),
+            (0i64..4_000_000_000).prop_map(|t| format!("Expires={}", format_cookie_date(t))),
+            Just("expires=Wednesday, 09-Jun-21 10:18:14 GMT".to_string()),
+            Just("Expires=Fri, 31-Dec-2099 23:59:59 GMT".to_string()),
+            Just("Expires=Wed Jun  9 10:18:14 2021".to_string()),
+            Just("Expires=never".to_string()),
+            "[ -:<-~\t]{0,12}",
+        ];
+        let sep = prop_oneof![Just(";"), Just("; "), Just(" ;"), Just(";\t"), Just(";;")];
+        (name, "[!#-+\\--:<-~]{0,12}", any::<bool>(), proptest::collection::vec((sep, attr), 0..6)).prop_map(
+            |(name, value, eq, attrs)| {
+                let mut s = if name.is_empty() && !eq { value.clone() } else { format!("{name}={value}") };
+                for (sep, attr) in attrs {
+                    s.push_str(sep);
+                    s.push_str(&attr);
+                }
+                s
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn parser_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = parse_cookie_date(&bytes);
+            let _ = parse_max_age(&bytes);
+            let _ = attributes(&bytes).count();
+            if let Ok(c) = SetCookie::parse(&bytes) {
+                let _ = c.lifetime(0);
+                let edit = Edit { max_age: Some(10), expires: Some(10), secure: true, http_only: true, same_site: Some("Lax") };
+                let changes = plan(&c, &edit);
+                let out = rewrite(&c, &edit);
+                // What was planned is what was done.
+                prop_assert_eq!(changes.any(), out != c.raw());
+            }
+        }
+
+        #[test]
+        fn dates_never_panic(s in "[ -~\t]{0,60}") {
+            let _ = parse_cookie_date(s.as_bytes());
+        }
+
+        #[test]
+        fn no_edit_is_identity(s in set_cookie_value()) {
+            if let Ok(c) = SetCookie::parse(s.as_bytes()) {
+                prop_assert!(!plan(&c, &Edit::default()).any());
+                prop_assert_eq!(rewrite(&c, &Edit::default()), s.as_bytes());
+            }
+        }
+
+        #[test]
+        fn rewrite_is_idempotent_and_keeps_identity(s in set_cookie_value(), cap in 0i64..10_000_000) {
+            let now = 1_700_000_000;
+            let edit = Edit { max_age: Some(cap), expires: Some(now + cap), secure: true, http_only: false, same_site: Some("Strict") };
+            if let Ok(c) = SetCookie::parse(s.as_bytes()) {
+                let once = rewrite(&c, &edit);
+                let c2 = SetCookie::parse(&once).unwrap();
+                // Same cookie, nothing left to change.
+                prop_assert_eq!(c2.name(), c.name());
+                prop_assert_eq!(c2.value(), c.value());
+                prop_assert_eq!(c2.domain(), c.domain());
+                prop_assert!(!plan(&c2, &edit).any(), "{}", String::from_utf8_lossy(&once));
+                prop_assert!(c2.secure());
+                prop_assert!(c2.same_site().is_some_and(|v| v.eq_ignore_ascii_case(b"strict")));
+                if let Lifetime::Until(t) = c2.lifetime(now) {
+                    prop_assert!(t <= now + cap, "{}", String::from_utf8_lossy(&once));
+                }
+            }
+        }
+    }
+}
