@@ -228,17 +228,12 @@ pub fn filter_response(
 
     // 1. Set-Cookie.
     let had_set_cookie = headers.contains_key(SET_COOKIE);
-    // Names whose Set-Cookie reaches (or, report-only, would reach) the browser.
-    let mut kept: Vec<String> = Vec::new();
+    let first = decisions.len();
     if had_set_cookie {
         let mut verdicts = Vec::new();
         for value in headers.get_all(SET_COOKIE) {
             let (verdict, decision) = judge_set_cookie(value, cx, now);
             report.set_cookie(&decision);
-            // Only the sweep needs these names; skip the copies without one.
-            if verdict != Verdict::Drop && !cx.withdrawn.is_empty() {
-                kept.push(decision.name.clone());
-            }
             decisions.push(decision);
             verdicts.push(verdict);
         }
@@ -253,8 +248,16 @@ pub fn filter_response(
             report.request_blocked.push(&w.name);
         }
     }
-    let sweep =
-        sweep::plan(cx.withdrawn, cx.https, cx.policy.sweep_budget, |name| kept.iter().any(|k| k == name));
+    // Names whose Set-Cookie reaches (or, report-only, would reach) the
+    // browser are not swept.
+    let set_here = &decisions[first..];
+    let sweep = sweep::plan(cx.withdrawn, cx.https, cx.policy.sweep_budget, |name| {
+        set_here.iter().any(|d| {
+            d.item == Item::SetCookie
+                && matches!(d.action, Action::Allow | Action::Cap | Action::Harden)
+                && d.name == name
+        })
+    });
     for w in &sweep.swept {
         if report.enabled {
             report.swept.push(&w.name);

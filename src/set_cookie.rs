@@ -80,6 +80,11 @@ pub struct SetCookie<'a> {
     path: Option<&'a [u8]>,
     max_age: Option<i64>,
     expires: Option<i64>,
+    /// The largest valid `Max-Age` and latest valid `Expires` among all
+    /// occurrences: what a lifetime cap is checked against, without parsing
+    /// the dates again.
+    max_age_peak: Option<i64>,
+    expires_peak: Option<i64>,
     secure: bool,
     http_only: bool,
     same_site: Option<&'a [u8]>,
@@ -116,20 +121,24 @@ pub struct Attribute {
 
 /// The attributes after the name-value pair, in order (empty ones skipped).
 pub fn attributes(raw: &[u8]) -> impl Iterator<Item = Attribute> + '_ {
-    let start = memchr::memchr(b';', raw).map_or(raw.len(), |i| i + 1);
-    let mut pos = start;
+    // Segments are a few bytes long: a plain scan beats `memchr`'s setup.
+    let mut pos = raw.iter().position(|&b| b == b';').map_or(raw.len(), |i| i + 1);
     std::iter::from_fn(move || {
         while pos < raw.len() {
-            let end = memchr::memchr(b';', &raw[pos..]).map_or(raw.len(), |i| pos + i);
-            let segment = pos..end;
-            pos = end + 1;
-            let (name, value) = match memchr::memchr(b'=', &raw[segment.clone()]) {
-                Some(eq) => (
-                    trim(raw, segment.start..segment.start + eq),
-                    trim(raw, segment.start + eq + 1..segment.end),
-                ),
+            let seg_start = pos;
+            let mut eq = None;
+            while pos < raw.len() && raw[pos] != b';' {
+                if raw[pos] == b'=' && eq.is_none() {
+                    eq = Some(pos);
+                }
+                pos += 1;
+            }
+            let seg_end = pos;
+            pos += 1;
+            let (name, value) = match eq {
+                Some(eq) => (trim(raw, seg_start..eq), trim(raw, eq + 1..seg_end)),
                 None => {
-                    let name = trim(raw, segment.clone());
+                    let name = trim(raw, seg_start..seg_end);
                     (name.clone(), name.end..name.end)
                 }
             };
@@ -190,11 +199,12 @@ pub fn parse_max_age(value: &[u8]) -> Option<i64> {
 impl<'a> SetCookie<'a> {
     /// Parses one header value. `Err` means a browser would ignore it.
     pub fn parse(raw: &'a [u8]) -> Result<SetCookie<'a>, Invalid> {
-        if raw.iter().any(|&b| is_forbidden_ctl(b)) {
+        // No early exit: this form compiles to a vector loop.
+        if raw.iter().fold(false, |bad, &b| bad | is_forbidden_ctl(b)) {
             return Err(Invalid::ControlCharacter);
         }
-        let pair_end = memchr::memchr(b';', raw).unwrap_or(raw.len());
-        let (name, value) = match memchr::memchr(b'=', &raw[..pair_end]) {
+        let pair_end = raw.iter().position(|&b| b == b';').unwrap_or(raw.len());
+        let (name, value) = match raw[..pair_end].iter().position(|&b| b == b'=') {
             Some(eq) => (trim(raw, 0..eq), trim(raw, eq + 1..pair_end)),
             // No `=`: a nameless cookie whose value is the whole pair.
             None => (0..0, trim(raw, 0..pair_end)),
@@ -213,6 +223,8 @@ impl<'a> SetCookie<'a> {
             path: None,
             max_age: None,
             expires: None,
+            max_age_peak: None,
+            expires_peak: None,
             secure: false,
             http_only: false,
             same_site: None,
@@ -226,11 +238,13 @@ impl<'a> SetCookie<'a> {
                 Known::Expires => {
                     if let Some(t) = parse_cookie_date(value) {
                         cookie.expires = Some(t);
+                        cookie.expires_peak = cookie.expires_peak.max(Some(t));
                     }
                 }
                 Known::MaxAge => {
                     if let Some(n) = parse_max_age(value) {
                         cookie.max_age = Some(n);
+                        cookie.max_age_peak = cookie.max_age_peak.max(Some(n));
                     }
                 }
                 Known::Domain => cookie.domain = Some(value),
@@ -349,18 +363,9 @@ impl Changes {
 
 /// What applying `edit` to `cookie` would change (nothing is built).
 pub fn plan(cookie: &SetCookie<'_>, edit: &Edit) -> Changes {
-    let mut capped = false;
-    if edit.max_age.is_some() || edit.expires.is_some() {
-        for attr in attributes(cookie.raw) {
-            if attr.value.len() > MAX_ATTRIBUTE_VALUE {
-                continue;
-            }
-            if over_cap(cookie.raw, &attr, edit).is_some() {
-                capped = true;
-                break;
-            }
-        }
-    }
+    // `Some(x) > Some(cap)` only when x > cap; `None` is below everything.
+    let capped = edit.max_age.is_some_and(|cap| cookie.max_age_peak > Some(cap))
+        || edit.expires.is_some_and(|cap| cookie.expires_peak > Some(cap));
     let same_site_differs = edit
         .same_site
         .is_some_and(|want| !cookie.same_site.is_some_and(|have| have.eq_ignore_ascii_case(want.as_bytes())));
@@ -489,10 +494,25 @@ fn parse_time(token: &[u8]) -> Option<(u32, u32, u32)> {
 }
 
 fn parse_month(token: &[u8]) -> Option<u32> {
-    const MONTHS: [&[u8; 3]; 12] =
-        [b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov", b"dec"];
-    let prefix = token.get(..3)?;
-    MONTHS.iter().position(|m| prefix.eq_ignore_ascii_case(&m[..])).map(|i| i as u32 + 1)
+    let [a, b, c, ..] = *token else {
+        return None;
+    };
+    // `| 0x20` lower-cases ASCII letters and maps no other byte onto one.
+    Some(match [a | 0x20, b | 0x20, c | 0x20] {
+        [b'j', b'a', b'n'] => 1,
+        [b'f', b'e', b'b'] => 2,
+        [b'm', b'a', b'r'] => 3,
+        [b'a', b'p', b'r'] => 4,
+        [b'm', b'a', b'y'] => 5,
+        [b'j', b'u', b'n'] => 6,
+        [b'j', b'u', b'l'] => 7,
+        [b'a', b'u', b'g'] => 8,
+        [b's', b'e', b'p'] => 9,
+        [b'o', b'c', b't'] => 10,
+        [b'n', b'o', b'v'] => 11,
+        [b'd', b'e', b'c'] => 12,
+        _ => return None,
+    })
 }
 
 fn is_leap(year: i64) -> bool {
@@ -680,6 +700,21 @@ mod tests {
         ];
         for (input, expected) in table {
             assert_eq!(parse_cookie_date(input.as_bytes()), *expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn month_names() {
+        for (i, m) in
+            ["jan", "FEB", "Mar", "aPr", "may", "june", "July", "AUGUST", "sep", "Oct", "nov", "December"]
+                .iter()
+                .enumerate()
+        {
+            assert_eq!(parse_month(m.as_bytes()), Some(i as u32 + 1), "{m}");
+        }
+        // `| 0x20` folds only letters onto letters.
+        for bad in [&b"ja"[..], b"", b"j@n", b"\xcaan", b"J\x01N", b"-un"] {
+            assert_eq!(parse_month(bad), None, "{bad:?}");
         }
     }
 
