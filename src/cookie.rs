@@ -6,6 +6,10 @@
 //! lenient, so this is too: a pair without `=` is a cookie with an empty
 //! name (RFC 6265bis §5.6 and Chromium), empty pairs are skipped, and
 //! duplicates are kept in order (the origin decides which one wins).
+//!
+//! [`raw_pairs`] is the same split over bytes, for the request filter: it
+//! must keep (or drop) every pair as received, including pairs that are not
+//! UTF-8, which [`CookieJar`] skips.
 
 use http::HeaderMap;
 use http::header::COOKIE;
@@ -46,19 +50,13 @@ impl<'a> CookieJar<'a> {
     }
 
     fn extend(&mut self, bytes: &'a [u8]) {
-        for raw in bytes.split(|&b| b == b';') {
-            let Ok(raw) = std::str::from_utf8(raw) else {
+        for pair in raw_pairs(bytes) {
+            let (Ok(name), Ok(value), Ok(raw)) = (
+                std::str::from_utf8(pair.name),
+                std::str::from_utf8(pair.value),
+                std::str::from_utf8(pair.raw),
+            ) else {
                 continue;
-            };
-            let raw = raw.trim_matches([' ', '\t']);
-            if raw.is_empty() {
-                continue;
-            }
-            let (name, value) = match raw.find('=') {
-                Some(i) => {
-                    (raw[..i].trim_end_matches([' ', '\t']), raw[i + 1..].trim_start_matches([' ', '\t']))
-                }
-                None => ("", raw),
             };
             self.pairs.push(Pair { name, value, raw });
         }
@@ -85,6 +83,44 @@ impl<'a> CookieJar<'a> {
     }
 }
 
+/// One `name=value` pair as bytes, exactly as it appeared on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawPair<'a> {
+    /// The name, trimmed of spaces and tabs; empty for a pair without `=`.
+    pub name: &'a [u8],
+    /// The value, trimmed, quotes kept.
+    pub value: &'a [u8],
+    /// The pair's exact bytes, trimmed of surrounding spaces and tabs.
+    pub raw: &'a [u8],
+}
+
+fn trim_wsp(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// The pairs of one `Cookie` header value, in order; empty pairs skipped.
+/// A pair without `=` has an empty name and the pair as its value, as
+/// browsers send a nameless cookie.
+pub fn raw_pairs(bytes: &[u8]) -> impl Iterator<Item = RawPair<'_>> {
+    bytes.split(|&b| b == b';').filter_map(|raw| {
+        let raw = trim_wsp(raw);
+        if raw.is_empty() {
+            return None;
+        }
+        let (name, value) = match memchr::memchr(b'=', raw) {
+            Some(i) => (trim_wsp(&raw[..i]), trim_wsp(&raw[i + 1..])),
+            None => (&raw[..0], raw),
+        };
+        Some(RawPair { name, value, raw })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +136,28 @@ mod tests {
         assert_eq!(names, vec![("a", "1"), ("b", "2"), ("c", "3"), ("", "novalue"), ("a", "4")]);
         assert_eq!(jar.get("a"), Some("1"));
         assert_eq!(jar.pairs()[2].raw, "c = 3");
+    }
+
+    #[test]
+    fn raw_pairs_keep_bytes() {
+        let pairs: Vec<_> = raw_pairs(b" a=1;;b = x\xff ;\t;nameless; =v ;c=").collect();
+        let got: Vec<_> = pairs.iter().map(|p| (p.name, p.value, p.raw)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (&b"a"[..], &b"1"[..], &b"a=1"[..]),
+                (b"b", b"x\xff", b"b = x\xff"),
+                (b"", b"nameless", b"nameless"),
+                (b"", b"v", b"=v"),
+                (b"c", b"", b"c="),
+            ]
+        );
+        assert_eq!(raw_pairs(b"").count(), 0);
+        assert_eq!(raw_pairs(b" ; ;").count(), 0);
+        // The jar skips the non-UTF-8 pair but keeps the rest.
+        let mut headers = HeaderMap::new();
+        headers.append(COOKIE, HeaderValue::from_bytes(b"a=1; b=x\xff; c=3").unwrap());
+        let jar = CookieJar::from_headers(&headers);
+        assert_eq!(jar.pairs().iter().map(|p| p.name).collect::<Vec<_>>(), vec!["a", "c"]);
     }
 }

@@ -14,6 +14,10 @@
 //! | 8 response body | [`response_body`] | streaming HTML rewrite, compression |
 //! | 9 account | [`account`] | metrics, inventory, audit log |
 //!
+//! Helpers of stages 5 and 7: [`cookie`] (request `Cookie` pairs),
+//! [`set_cookie`] (the `Set-Cookie` parser and editor), [`sweep`] (deleting
+//! withdrawn cookies in the browser).
+//!
 //! [`proxy`] is the glue that calls the stages in that order for each
 //! request. Around it: [`config`] (the file as written) and [`policy`] (the
 //! compiled rules), [`error`] (the one place errors become status codes),
@@ -23,7 +27,8 @@
 //! Smaller pieces: [`tls`] (certificates by SNI), [`hop`] (hop-by-hop
 //! headers), [`forwarded`] (`X-Forwarded-*`, `Via`, request ids),
 //! [`access_log`], [`shutdown`] (graceful drain), [`demo`] (the sample
-//! legacy site behind `consentry demo`).
+//! legacy site behind `consentry demo`), [`set_cookie`] (the `Set-Cookie`
+//! parser, as browsers parse), [`sweep`] (deletions for withdrawn cookies).
 //!
 //! Stage 9 feeds [`metrics`], [`inventory`] and [`audit`]; [`declaration`]
 //! turns rules and inventory into the published cookie table; [`admin`]
@@ -63,6 +68,8 @@ pub mod response_body;
 pub mod response_headers;
 pub mod route;
 pub mod server;
+pub mod set_cookie;
 pub mod shutdown;
 pub mod snapshot;
+pub mod sweep;
 pub mod tls;

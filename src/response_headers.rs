@@ -1,18 +1,66 @@
 //! Stage 7, **response headers**: classify each `Set-Cookie` (keep, drop,
 //! cap, harden), add sweep deletions for withdrawn cookies, append `Vary`,
-//! add the CSP built from the granted categories, and in report-only mode a
-//! `Consentry-Report` summary instead of any change.
+//! and in report-only mode a `Consentry-Report` summary instead of any
+//! change.
 //!
-//! STUB: changes nothing; replaced by the cookie-enforcement work.
+//! The steps, in order:
+//!
+//! 1. **Set-Cookie.** Each header is parsed on its own (never joined) by
+//!    [`crate::set_cookie`] and classified by its name and effective domain
+//!    (its `Domain` without the leading dot, else the request host):
+//!    - unparseable (a browser would ignore it) → dropped, `Invalid`: fail
+//!      closed, never passed on unexamined;
+//!    - a deletion (`Max-Age<=0`, `Expires` past) → kept as is, whatever its
+//!      category: deleting a cookie is never a consent problem, and dropping
+//!      it would leave a refused cookie in the browser;
+//!    - refused → dropped, `Block`;
+//!    - allowed → kept byte for byte, unless its lifetime is over the
+//!      policy's cap (`Cap`: only the offending `Max-Age`/`Expires` values
+//!      are rewritten, both when both are present; session cookies have no
+//!      lifetime to cap) or a hardening rule adds flags (`Harden`).
+//! 2. **Sweep.** Deletions for the cookies the request filter withdrew, as
+//!    [`crate::sweep`] plans them, except for names this response itself
+//!    keeps a `Set-Cookie` for (the origin's own header for that cookie
+//!    reaches the browser and must not be contradicted). A refused
+//!    `Set-Cookie` that was dropped does not stop the sweep: the browser
+//!    never sees it, and its old copy still has to go.
+//! 3. **Vary.** A response whose headers or body depend on consent gets
+//!    `Vary: Cookie` (and `Sec-GPC` when the policy honours GPC) appended
+//!    to the origin's `Vary`, never replacing it, never duplicated, and
+//!    `Vary: *` is left alone. It depends on consent when it carried
+//!    `Set-Cookie`, when sweeps are added, when the body stage rewrites the
+//!    body, and — for a 304 — when the origin's 304 carries a `Vary`
+//!    (a cache replaces the stored response's `Vary` with the 304's, which
+//!    would otherwise drop the `Cookie` the 200 had).
+//!
+//! **report-only.** Every step runs and records its decisions, but the
+//! headers are left as the origin sent them. What would have been done is
+//! summarised in one bounded `Consentry-Report` header. `Vary: Cookie` is
+//! added only alongside that report (or when the body really is
+//! rewritten): the report is the one consent-dependent part of a
+//! report-only response, and without `Vary` a shared cache would hand one
+//! visitor's report to another; a response without a report is exactly the
+//! origin's, so it gets no `Vary` either.
+//!
+//! CSP is not built here; the body-rewriting work owns it.
 
-use std::time::SystemTime;
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::{HeaderMap, StatusCode};
+use http::header::{SET_COOKIE, VARY};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
+use crate::category::CategoryId;
 use crate::consent::Consent;
-use crate::decision::Decisions;
-use crate::policy::Policy;
+use crate::decision::{Action, Decision, Decisions, Item};
+use crate::policy::{CookieBasis, Mode, Policy};
 use crate::request_filter::Withdrawn;
+use crate::set_cookie::{self, Edit, Lifetime, SetCookie};
+use crate::sweep;
+
+/// The report-only summary header.
+pub const REPORT_HEADER: HeaderName = HeaderName::from_static("consentry-report");
 
 /// What the response-header stage needs to know about the request.
 #[derive(Debug)]
@@ -33,6 +81,140 @@ pub struct ResponseContext<'a> {
     pub body_rewritten: bool,
 }
 
+/// What to do with one `Set-Cookie` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Pass it unchanged.
+    Keep,
+    /// Remove it.
+    Drop,
+    /// Send this value instead.
+    Replace(HeaderValue),
+}
+
+/// Unix seconds of `t` (negative before 1970).
+fn unix(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_secs()).map_or(i64::MIN, |s| -s),
+    }
+}
+
+/// A best-effort name for a header that did not parse, for the records.
+fn invalid_name(raw: &[u8]) -> String {
+    let end = raw.iter().position(|&b| b == b'=' || b == b';').unwrap_or(raw.len()).min(128);
+    String::from_utf8_lossy(&raw[..end])
+        .trim()
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// Decides one `Set-Cookie` header. Pure: the caller applies the verdict.
+pub fn judge_set_cookie(value: &HeaderValue, cx: &ResponseContext<'_>, now: i64) -> (Verdict, Decision) {
+    let policy = cx.policy;
+    let raw = value.as_bytes();
+    let cookie = match SetCookie::parse(raw) {
+        Ok(c) => c,
+        Err(why) => {
+            let name = invalid_name(raw);
+            tracing::debug!(item = "set_cookie", cookie = %name, reason = why.name(), action = "invalid", "cookie decision");
+            let decision = Decision {
+                item: Item::SetCookie,
+                name,
+                domain: cx.host.to_string(),
+                category: None,
+                action: Action::Invalid,
+                rule: format!("unparseable: {}", why.name()),
+            };
+            return (Verdict::Drop, decision);
+        }
+    };
+    let name = String::from_utf8_lossy(cookie.name());
+    let domain: Cow<'_, str> = match cookie.domain() {
+        Some(d) => Cow::Owned(String::from_utf8_lossy(d).to_ascii_lowercase()),
+        None => Cow::Borrowed(cx.host),
+    };
+    let (category, basis) = policy.classify_cookie(&name, &domain);
+    let allowed = policy.cookie_allowed(category, cx.consent.granted);
+    let lifetime = cookie.lifetime(now);
+
+    let (verdict, action, note) = if lifetime == Lifetime::Delete {
+        // Deleting a cookie is never a consent problem: it always passes,
+        // unchanged, even for a refused category.
+        (Verdict::Keep, Action::Allow, if allowed { "" } else { "deletion always allowed; " })
+    } else if !allowed {
+        (Verdict::Drop, Action::Block, "")
+    } else {
+        let edit = edit_for(policy, &name, category, &basis, lifetime, now);
+        let changes = set_cookie::plan(&cookie, &edit);
+        if changes.any() {
+            let bytes = set_cookie::rewrite(&cookie, &edit);
+            // The result is the original's bytes plus ASCII, so it is a
+            // valid header value; should it somehow not be, fail closed.
+            match HeaderValue::from_bytes(&bytes) {
+                Ok(v) => (Verdict::Replace(v), if changes.capped { Action::Cap } else { Action::Harden }, ""),
+                Err(_) => (Verdict::Drop, Action::Invalid, "rewrite failed; "),
+            }
+        } else {
+            (Verdict::Keep, Action::Allow, "")
+        }
+    };
+    let rule = if note.is_empty() { basis.describe() } else { format!("{note}{}", basis.describe()) };
+    tracing::debug!(
+        item = "set_cookie",
+        cookie = %name,
+        domain = %domain,
+        category = ?category.map(CategoryId::index),
+        action = action.name(),
+        rule = %rule,
+        "cookie decision"
+    );
+    let decision = Decision {
+        item: Item::SetCookie,
+        name: name.into_owned(),
+        domain: domain.into_owned(),
+        category,
+        action,
+        rule,
+    };
+    (verdict, decision)
+}
+
+/// The lifetime cap and hardening flags for an allowed cookie.
+fn edit_for(
+    policy: &Policy,
+    name: &str,
+    category: Option<CategoryId>,
+    basis: &CookieBasis<'_>,
+    lifetime: Lifetime,
+    now: i64,
+) -> Edit {
+    let mut edit = Edit::default();
+    let rule = match basis {
+        CookieBasis::Rule(rule) => Some(*rule),
+        _ => None,
+    };
+    // Session cookies are not capped: they have no lifetime to shorten.
+    if matches!(lifetime, Lifetime::Until(_))
+        && let Some(cap) = policy.max_cookie_age(category, rule)
+    {
+        let secs = i64::try_from(cap.as_secs()).unwrap_or(i64::MAX);
+        edit.max_age = Some(secs);
+        edit.expires = Some(now.saturating_add(secs));
+    }
+    for h in &policy.harden {
+        if h.name.matches(name) {
+            edit.secure |= h.secure;
+            edit.http_only |= h.http_only;
+            if edit.same_site.is_none() {
+                edit.same_site = h.same_site.map(|s| s.as_str());
+            }
+        }
+    }
+    edit
+}
+
 /// Applies the stage to the origin's response headers.
 pub fn filter_response(
     status: StatusCode,
@@ -40,5 +222,744 @@ pub fn filter_response(
     cx: &ResponseContext<'_>,
     decisions: &mut Decisions,
 ) {
-    let _ = (status, headers, cx, decisions);
+    let enforce = cx.policy.mode == Mode::Enforce;
+    let now = unix(cx.now);
+    let mut report = Report { enabled: !enforce, ..Report::default() };
+
+    // 1. Set-Cookie.
+    let had_set_cookie = headers.contains_key(SET_COOKIE);
+    let first = decisions.len();
+    if had_set_cookie {
+        let mut verdicts = Vec::new();
+        for value in headers.get_all(SET_COOKIE) {
+            let (verdict, decision) = judge_set_cookie(value, cx, now);
+            report.set_cookie(&decision);
+            decisions.push(decision);
+            verdicts.push(verdict);
+        }
+        if enforce && verdicts.iter().any(|v| *v != Verdict::Keep) {
+            apply(headers, verdicts);
+        }
+    }
+
+    // 2. Sweep.
+    if report.enabled {
+        for w in cx.withdrawn {
+            report.request_blocked.push(&w.name);
+        }
+    }
+    // Names whose Set-Cookie reaches (or, report-only, would reach) the
+    // browser are not swept.
+    let set_here = &decisions[first..];
+    let sweep = sweep::plan(cx.withdrawn, cx.https, cx.policy.sweep_budget, |name| {
+        set_here.iter().any(|d| {
+            d.item == Item::SetCookie
+                && matches!(d.action, Action::Allow | Action::Cap | Action::Harden)
+                && d.name == name
+        })
+    });
+    for w in &sweep.swept {
+        if report.enabled {
+            report.swept.push(&w.name);
+        }
+        record_sweep(decisions, cx, w, Action::Sweep, "withdrawn");
+    }
+    for w in &sweep.deferred {
+        if report.enabled {
+            report.deferred.push(&w.name);
+        }
+        // Not sent: the budget ran out. The browser sends the cookie again,
+        // and a later response deletes it.
+        record_sweep(decisions, cx, w, Action::Block, "sweep_budget exhausted, deferred");
+    }
+    if sweep.cut > 0 {
+        tracing::debug!(cut = sweep.cut, budget = cx.policy.sweep_budget, "sweep deletions over budget");
+    }
+    let sweeping = !sweep.headers.is_empty();
+    if enforce {
+        for value in sweep.headers {
+            headers.append(SET_COOKIE, value);
+        }
+    }
+
+    // 3. Report (report-only) and Vary.
+    let depends = if enforce {
+        had_set_cookie
+            || sweeping
+            || cx.body_rewritten
+            || (status == StatusCode::NOT_MODIFIED && headers.contains_key(VARY))
+    } else {
+        let reported = match report.render() {
+            Some(text) => {
+                // Rendered from escaped names, so always a valid value.
+                if let Ok(value) = HeaderValue::from_str(&text) {
+                    headers.insert(REPORT_HEADER, value);
+                }
+                true
+            }
+            None => false,
+        };
+        reported || cx.body_rewritten
+    };
+    if depends {
+        append_vary(headers, cx.policy.honours_gpc());
+    }
+}
+
+fn record_sweep(
+    decisions: &mut Decisions,
+    cx: &ResponseContext<'_>,
+    w: &Withdrawn,
+    action: Action,
+    why: &str,
+) {
+    let domain = w.domain.clone().unwrap_or_else(|| cx.host.to_string());
+    tracing::debug!(
+        item = "sweep",
+        cookie = %w.name,
+        domain = %domain,
+        category = ?w.category.map(CategoryId::index),
+        action = action.name(),
+        "cookie decision"
+    );
+    decisions.push(Decision {
+        item: Item::Sweep,
+        name: w.name.clone(),
+        domain,
+        category: w.category,
+        action,
+        rule: why.to_string(),
+    });
+}
+
+/// Replaces the `Set-Cookie` headers by the verdicts' outcome, in order.
+fn apply(headers: &mut HeaderMap, verdicts: Vec<Verdict>) {
+    let old: Vec<HeaderValue> = match headers.entry(SET_COOKIE) {
+        http::header::Entry::Occupied(entry) => entry.remove_entry_mult().1.collect(),
+        http::header::Entry::Vacant(_) => return,
+    };
+    for (value, verdict) in old.into_iter().zip(verdicts) {
+        match verdict {
+            Verdict::Keep => headers.append(SET_COOKIE, value),
+            Verdict::Replace(new) => headers.append(SET_COOKIE, new),
+            Verdict::Drop => false,
+        };
+    }
+}
+
+/// Appends `Cookie` (and `Sec-GPC` when `gpc`) to `Vary` unless already
+/// listed; leaves `Vary: *` alone. The origin's values are kept as sent.
+pub fn append_vary(headers: &mut HeaderMap, gpc: bool) {
+    let mut has_cookie = false;
+    let mut has_gpc = !gpc;
+    for value in headers.get_all(VARY) {
+        for token in value.as_bytes().split(|&b| b == b',') {
+            let token = token.trim_ascii();
+            if token == b"*" {
+                return;
+            }
+            has_cookie |= token.eq_ignore_ascii_case(b"cookie");
+            has_gpc |= token.eq_ignore_ascii_case(b"sec-gpc");
+        }
+    }
+    let add = match (has_cookie, has_gpc) {
+        (true, true) => return,
+        (false, true) => "Cookie",
+        (true, false) => "Sec-GPC",
+        (false, false) => "Cookie, Sec-GPC",
+    };
+    headers.append(VARY, HeaderValue::from_static(add));
+}
+
+/// The report-only summary, bounded in size. Collects nothing unless
+/// `enabled` (enforce mode pays nothing for it).
+#[derive(Debug, Default)]
+struct Report {
+    enabled: bool,
+    blocked: NameList,
+    capped: NameList,
+    hardened: NameList,
+    invalid: usize,
+    request_blocked: NameList,
+    swept: NameList,
+    deferred: NameList,
+}
+
+/// Names shown per list; the rest are counted (`+3`).
+const REPORT_NAMES: usize = 8;
+/// Bytes of one name shown; longer names are cut (`...`).
+const REPORT_NAME_BYTES: usize = 48;
+
+#[derive(Debug, Default)]
+struct NameList {
+    names: Vec<String>,
+    more: usize,
+}
+
+impl NameList {
+    fn push(&mut self, name: &str) {
+        if self.names.iter().any(|n| n == name) {
+            return;
+        }
+        if self.names.len() < REPORT_NAMES {
+            self.names.push(name.to_string());
+        } else {
+            self.more += 1;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    fn render(&self, key: &str, out: &mut String) {
+        if self.is_empty() {
+            return;
+        }
+        if !out.is_empty() {
+            out.push_str("; ");
+        }
+        out.push_str(key);
+        out.push('=');
+        for (i, name) in self.names.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            escape_name(name, out);
+        }
+        if self.more > 0 {
+            let _ = write!(out, ",+{}", self.more);
+        }
+    }
+}
+
+/// Writes a cookie name so the report stays parseable and a valid header:
+/// token characters as they are, anything else `%XX`, at most
+/// [`REPORT_NAME_BYTES`] bytes; an empty name as `(nameless)`.
+fn escape_name(name: &str, out: &mut String) {
+    if name.is_empty() {
+        out.push_str("(nameless)");
+        return;
+    }
+    let start = out.len();
+    for b in name.bytes() {
+        if out.len() - start >= REPORT_NAME_BYTES {
+            out.push_str("...");
+            return;
+        }
+        if b.is_ascii_alphanumeric() || b"!#$&'*+-.^_`|~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+}
+
+impl Report {
+    fn set_cookie(&mut self, decision: &Decision) {
+        if !self.enabled {
+            return;
+        }
+        match decision.action {
+            Action::Block => self.blocked.push(&decision.name),
+            Action::Cap => self.capped.push(&decision.name),
+            Action::Harden => self.hardened.push(&decision.name),
+            Action::Invalid => self.invalid += 1,
+            Action::Allow | Action::Sweep => {}
+        }
+    }
+
+    /// The header value, or `None` when nothing would have changed.
+    fn render(&self) -> Option<String> {
+        let mut out = String::new();
+        self.blocked.render("set-cookie-blocked", &mut out);
+        self.capped.render("set-cookie-capped", &mut out);
+        self.hardened.render("set-cookie-hardened", &mut out);
+        if self.invalid > 0 {
+            if !out.is_empty() {
+                out.push_str("; ");
+            }
+            let _ = write!(out, "set-cookie-invalid={}", self.invalid);
+        }
+        self.request_blocked.render("request-cookie-blocked", &mut out);
+        self.swept.render("sweep", &mut out);
+        self.deferred.render("sweep-deferred", &mut out);
+        (!out.is_empty()).then_some(out)
+    }
+}
+
+#[cfg(test)]
+mod scenarios;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request_filter::tests::{consent, policy};
+
+    /// 2023-11-14 22:13:20 UTC.
+    const NOW: u64 = 1_700_000_000;
+
+    fn cx<'a>(p: &'a Policy, c: &'a Consent, withdrawn: &'a [Withdrawn]) -> ResponseContext<'a> {
+        ResponseContext {
+            policy: p,
+            host: "www.example.com",
+            consent: c,
+            withdrawn,
+            https: false,
+            now: UNIX_EPOCH + std::time::Duration::from_secs(NOW),
+            body_rewritten: false,
+        }
+    }
+
+    fn response(set_cookies: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        for v in set_cookies {
+            h.append(SET_COOKIE, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    fn set_cookies(h: &HeaderMap) -> Vec<&str> {
+        h.get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap()).collect()
+    }
+
+    fn vary(h: &HeaderMap) -> Vec<&str> {
+        h.get_all(VARY).iter().map(|v| v.to_str().unwrap()).collect()
+    }
+
+    fn run(p: &Policy, c: &Consent, withdrawn: &[Withdrawn], h: &mut HeaderMap) -> Decisions {
+        let mut d = Decisions::new();
+        filter_response(StatusCode::OK, h, &cx(p, c, withdrawn), &mut d);
+        d
+    }
+
+    #[test]
+    fn keeps_allowed_byte_for_byte_drops_refused() {
+        let p = policy("");
+        let c = consent(&p, &["functional"]);
+        let mut h = response(&[
+            "sessionid=abc;path=/;  HttpOnly ;secure",
+            "_ga=GA1.2.3; Domain=.example.com; Path=/; Max-Age=63072000",
+            "lang=fr; Expires=Wed, 09-Jun-2021 10:18:14 GMT",
+            "lang=de",
+            "tracker=1",
+        ]);
+        let d = run(&p, &c, &[], &mut h);
+        assert_eq!(
+            set_cookies(&h),
+            vec![
+                "sessionid=abc;path=/;  HttpOnly ;secure",
+                "lang=fr; Expires=Wed, 09-Jun-2021 10:18:14 GMT",
+                "lang=de"
+            ]
+        );
+        let got: Vec<_> = d.iter().map(|d| (d.name.as_str(), d.domain.as_str(), d.action)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("sessionid", "www.example.com", Action::Allow),
+                ("_ga", "example.com", Action::Block),
+                // A deletion (Expires in the past) of an allowed cookie.
+                ("lang", "www.example.com", Action::Allow),
+                ("lang", "www.example.com", Action::Allow),
+                ("tracker", "www.example.com", Action::Block),
+            ]
+        );
+        assert!(d.iter().all(|d| d.item == Item::SetCookie));
+        assert_eq!(vary(&h), vec!["Cookie, Sec-GPC"]);
+    }
+
+    #[test]
+    fn deletions_always_pass_unchanged() {
+        let p = policy("");
+        let c = consent(&p, &[]);
+        let del = [
+            "_ga=; Domain=.example.com; Max-Age=0",
+            "_fbp=x; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+            "tracker=; max-age=-1; Expires=Fri, 31 Dec 9999 23:59:59 GMT",
+        ];
+        let mut h = response(&del);
+        let d = run(&p, &c, &[], &mut h);
+        assert_eq!(set_cookies(&h), del.to_vec());
+        assert!(d.iter().all(|d| d.action == Action::Allow));
+        assert!(d[0].rule.starts_with("deletion always allowed; _ga"));
+        // Max-Age wins: a future Expires with Max-Age=0 is a deletion, a
+        // past Expires with a positive Max-Age is not.
+        let mut h = response(&["_fbp=x; Max-Age=10; Expires=Thu, 01 Jan 1970 00:00:00 GMT"]);
+        run(&p, &c, &[], &mut h);
+        assert!(set_cookies(&h).is_empty());
+    }
+
+    #[test]
+    fn invalid_is_dropped_and_recorded() {
+        let p = policy("unknown_cookies = \"allow\"");
+        let c = consent(&p, &[]);
+        let long = format!("big={}", "x".repeat(5000));
+        let mut h = response(&["", "=", " ; Path=/", &long, "ok=1"]);
+        let d = run(&p, &c, &[], &mut h);
+        assert_eq!(set_cookies(&h), vec!["ok=1"]);
+        let invalid: Vec<_> =
+            d.iter().filter(|d| d.action == Action::Invalid).map(|d| d.name.as_str()).collect();
+        assert_eq!(invalid, vec!["", "", "", "big"]);
+        assert!(d[3].rule.contains("4096"));
+    }
+
+    #[test]
+    fn lifetime_capped_to_category_and_rule() {
+        let p = policy(
+            r#"
+[policy.default.categories]
+necessary = {}
+functional = { max_cookie_days = 30 }
+analytics = { max_cookie_days = 395 }
+advertising = {}
+[[policy.default.cookie]]
+name = "short"
+category = "advertising"
+max_days = 1
+"#,
+        );
+        let c = consent(&p, &["functional", "analytics", "advertising"]);
+        let mut h = response(&[
+            // Max-Age over the 30-day cap.
+            "lang=fr; Max-Age=31536000; Path=/",
+            // Under the cap: untouched.
+            "lang=de; Max-Age=86400",
+            // Expires over the cap (Netscape two-digit-year form).
+            "_ga_X=1; expires=Fri, 31-Dec-38 23:59:59 GMT; path=/",
+            // Both, Max-Age under but Expires over: only Expires changes.
+            "_ga_Y=1; Max-Age=3600; Expires=Fri, 31 Dec 9999 23:59:59 GMT",
+            // Rule cap beats the (absent) category cap.
+            "short=1; Max-Age=999999999999999999999999",
+            // Session cookies are not capped.
+            "lang=it",
+            // No cap for advertising without a rule cap.
+            "_fbp=1; Max-Age=99999999",
+        ]);
+        let d = run(&p, &c, &[], &mut h);
+        assert_eq!(
+            set_cookies(&h),
+            vec![
+                "lang=fr; Max-Age=2592000; Path=/",
+                "lang=de; Max-Age=86400",
+                "_ga_X=1; expires=Fri, 13 Dec 2024 22:13:20 GMT; path=/",
+                "_ga_Y=1; Max-Age=3600; Expires=Fri, 13 Dec 2024 22:13:20 GMT",
+                "short=1; Max-Age=86400",
+                "lang=it",
+                "_fbp=1; Max-Age=99999999",
+            ]
+        );
+        let actions: Vec<_> = d.iter().map(|d| d.action).collect();
+        use Action::*;
+        assert_eq!(actions, vec![Cap, Allow, Cap, Cap, Cap, Allow, Allow]);
+    }
+
+    #[test]
+    fn hardening_adds_missing_flags_only() {
+        let p = policy(
+            r#"
+[[policy.default.harden]]
+name = "sessionid"
+secure = true
+http_only = true
+same_site = "Lax"
+[[policy.default.harden]]
+name = "lang"
+same_site = "strict"
+"#,
+        );
+        let c = consent(&p, &["functional"]);
+        let mut h = response(&[
+            "sessionid=1; Path=/",
+            "sessionid=2; Secure; HttpOnly; SameSite=lax",
+            "lang=fr; SameSite=None",
+            "_fbp=1",
+        ]);
+        let d = run(&p, &c, &[], &mut h);
+        assert_eq!(
+            set_cookies(&h),
+            vec![
+                "sessionid=1; Path=/; Secure; HttpOnly; SameSite=Lax",
+                "sessionid=2; Secure; HttpOnly; SameSite=lax",
+                "lang=fr; SameSite=Strict",
+            ]
+        );
+        let actions: Vec<_> = d.iter().map(|d| d.action).collect();
+        assert_eq!(actions, vec![Action::Harden, Action::Allow, Action::Harden, Action::Block]);
+    }
+
+    #[test]
+    fn domain_attribute_decides_the_rule() {
+        let p = policy("");
+        let c = consent(&p, &["analytics"]);
+        // `_ga` is an analytics rule for example.com; on another domain it is unknown.
+        let mut h = response(&["_ga=1; Domain=.EXAMPLE.com", "_ga=2; Domain=other.org", "_ga=3"]);
+        let d = run(&p, &c, &[], &mut h);
+        assert_eq!(set_cookies(&h), vec!["_ga=1; Domain=.EXAMPLE.com", "_ga=3"]);
+        assert_eq!(d[1].domain, "other.org");
+        assert_eq!(d[1].category, None);
+    }
+
+    fn withdrawn(name: &str, domain: Option<&str>) -> Withdrawn {
+        Withdrawn {
+            name: name.to_string(),
+            category: CategoryId::new(2),
+            domain: domain.map(str::to_string),
+            paths: vec!["/".to_string()],
+        }
+    }
+
+    #[test]
+    fn sweeps_withdrawn_except_what_the_response_keeps() {
+        let p = policy("");
+        let c = consent(&p, &["advertising"]);
+        let w = [withdrawn("_ga", Some("example.com")), withdrawn("_fbp", None), withdrawn("old", None)];
+        // The origin sets `_fbp` (kept: advertising granted) and `old`
+        // (refused, dropped): `_fbp` is not swept, `old` is.
+        let mut h = response(&["_fbp=new; Max-Age=60", "old=1"]);
+        let mut cxt = cx(&p, &c, &w);
+        cxt.https = true;
+        let mut d = Decisions::new();
+        filter_response(StatusCode::OK, &mut h, &cxt, &mut d);
+        assert_eq!(
+            set_cookies(&h),
+            vec![
+                "_fbp=new; Max-Age=60",
+                "_ga=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=example.com; Secure",
+                "_ga=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Secure",
+                "old=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Secure",
+            ]
+        );
+        let sweeps: Vec<_> =
+            d.iter().filter(|d| d.item == Item::Sweep).map(|d| (d.name.as_str(), d.action)).collect();
+        assert_eq!(sweeps, vec![("_ga", Action::Sweep), ("old", Action::Sweep)]);
+        assert_eq!(d.iter().find(|d| d.item == Item::Sweep).unwrap().domain, "example.com");
+    }
+
+    #[test]
+    fn sweep_budget_defers_and_records() {
+        let p = policy("sweep_budget = 1");
+        let c = consent(&p, &[]);
+        let w = [withdrawn("a", None), withdrawn("b", None)];
+        let mut h = HeaderMap::new();
+        let d = run(&p, &c, &w, &mut h);
+        assert_eq!(set_cookies(&h).len(), 1);
+        let sweeps: Vec<_> = d.iter().map(|d| (d.name.as_str(), d.action)).collect();
+        assert_eq!(sweeps, vec![("a", Action::Sweep), ("b", Action::Block)]);
+        // A sweep alone makes the response consent-dependent.
+        assert_eq!(vary(&h), vec!["Cookie, Sec-GPC"]);
+    }
+
+    #[test]
+    fn vary_appended_not_duplicated() {
+        let mut h = HeaderMap::new();
+        h.append(VARY, HeaderValue::from_static("Accept-Encoding"));
+        append_vary(&mut h, false);
+        assert_eq!(vary(&h), vec!["Accept-Encoding", "Cookie"]);
+        append_vary(&mut h, false);
+        assert_eq!(vary(&h), vec!["Accept-Encoding", "Cookie"]);
+        append_vary(&mut h, true);
+        assert_eq!(vary(&h), vec!["Accept-Encoding", "Cookie", "Sec-GPC"]);
+        let mut h = HeaderMap::new();
+        h.append(VARY, HeaderValue::from_static("accept-encoding, COOKIE"));
+        append_vary(&mut h, true);
+        assert_eq!(vary(&h), vec!["accept-encoding, COOKIE", "Sec-GPC"]);
+        let mut h = HeaderMap::new();
+        h.append(VARY, HeaderValue::from_static("Accept, *"));
+        append_vary(&mut h, true);
+        assert_eq!(vary(&h), vec!["Accept, *"]);
+    }
+
+    #[test]
+    fn vary_only_when_consent_matters() {
+        // No GPC honoured: `gpc_refuses = []`.
+        let p = policy("[policy.default.consent]\ngpc_refuses = []");
+        let c = consent(&p, &[]);
+        // Nothing consent-dependent: untouched.
+        let mut h = response(&[]);
+        let before = h.clone();
+        run(&p, &c, &[], &mut h);
+        assert_eq!(h, before);
+        // Body rewritten.
+        let mut h = response(&[]);
+        let mut d = Decisions::new();
+        let mut cxt = cx(&p, &c, &[]);
+        cxt.body_rewritten = true;
+        filter_response(StatusCode::OK, &mut h, &cxt, &mut d);
+        assert_eq!(vary(&h), vec!["Cookie"]);
+        // A 304 whose Vary would replace the stored one.
+        let mut h = HeaderMap::new();
+        h.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+        filter_response(StatusCode::NOT_MODIFIED, &mut h, &cx(&p, &c, &[]), &mut d);
+        assert_eq!(vary(&h), vec!["Accept-Encoding", "Cookie"]);
+        let mut h = HeaderMap::new();
+        filter_response(StatusCode::NOT_MODIFIED, &mut h, &cx(&p, &c, &[]), &mut d);
+        assert!(h.is_empty());
+        // Any Set-Cookie, even an allowed one.
+        let mut h = response(&["sessionid=1"]);
+        run(&p, &c, &[], &mut h);
+        assert_eq!(vary(&h), vec!["Cookie"]);
+    }
+
+    #[test]
+    fn report_only_leaves_bytes_and_reports() {
+        let p = policy(
+            r#"mode = "report-only"
+[policy.default.categories]
+necessary = {}
+functional = { max_cookie_days = 1 }
+analytics = {}
+advertising = {}
+[[policy.default.harden]]
+name = "sessionid"
+http_only = true
+"#,
+        );
+        let c = consent(&p, &["functional"]);
+        let w = [withdrawn("_ga", Some("example.com")), withdrawn("_fbp", None)];
+        let mut h =
+            response(&["_ga=1; Max-Age=100", "_fbp=2", "lang=fr; Max-Age=99999", "sessionid=1", "=", "ok=1"]);
+        h.append(VARY, HeaderValue::from_static("Accept-Encoding"));
+        let before = h.clone();
+        let d = run(&p, &c, &w, &mut h);
+        let report = h.remove(REPORT_HEADER).unwrap();
+        assert_eq!(
+            report.to_str().unwrap(),
+            "set-cookie-blocked=_ga,_fbp,ok; set-cookie-capped=lang; set-cookie-hardened=sessionid; \
+             set-cookie-invalid=1; request-cookie-blocked=_ga,_fbp; sweep=_ga,_fbp"
+        );
+        // Only Vary was added besides the report.
+        let mut expected = before.clone();
+        expected.append(VARY, HeaderValue::from_static("Cookie, Sec-GPC"));
+        assert_eq!(h, expected);
+        // Decisions are recorded as in enforce mode.
+        let sweeps = d.iter().filter(|d| d.action == Action::Sweep).count();
+        assert_eq!(sweeps, 2);
+        assert_eq!(d.iter().filter(|d| d.action == Action::Block).count(), 3);
+
+        // Nothing would change: no report, no Vary, identical bytes.
+        let mut h = response(&["sessionid=1; HttpOnly"]);
+        let before = h.clone();
+        run(&p, &c, &[], &mut h);
+        assert_eq!(h, before);
+    }
+
+    #[test]
+    fn report_is_bounded_and_escaped() {
+        let p = policy("mode = \"report-only\"");
+        let c = consent(&p, &[]);
+        let long = format!("{}=1", "n".repeat(300));
+        let mut values: Vec<String> = (0..40).map(|i| format!("t{i}=1")).collect();
+        values.push(long);
+        values.push("a%b=1".to_string());
+        let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+        let w: Vec<_> = (0..100).map(|i| withdrawn(&format!("w{i}"), None)).collect();
+        let mut h = response(&refs);
+        run(&p, &c, &w, &mut h);
+        let report = h.get(REPORT_HEADER).unwrap().to_str().unwrap();
+        assert!(report.len() < 1024, "{} bytes", report.len());
+        assert!(report.starts_with("set-cookie-blocked=t0,t1,t2,t3,t4,t5,t6,t7,+34;"), "{report}");
+        assert!(report.contains("sweep=w0,"));
+        assert!(report.contains("sweep-deferred=w32,"));
+        // Escaping keeps separators out of names.
+        let mut out = String::new();
+        escape_name("a;b,c=d e", &mut out);
+        assert_eq!(out, "a%3Bb%2Cc%3Dd%20e");
+        let mut out = String::new();
+        escape_name(&"x".repeat(100), &mut out);
+        assert_eq!(out.len(), REPORT_NAME_BYTES + 3);
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::request_filter::tests::{consent, policy};
+    use crate::set_cookie::props::set_cookie_value;
+    use proptest::prelude::*;
+
+    const NOW: u64 = 1_700_000_000;
+
+    fn grants() -> impl Strategy<Value = Vec<&'static str>> {
+        proptest::sample::subsequence(vec!["functional", "analytics", "advertising"], 0..=3)
+    }
+
+    fn run(p: &Policy, c: &Consent, h: &mut HeaderMap) -> Decisions {
+        let cx = ResponseContext {
+            policy: p,
+            host: "www.example.com",
+            consent: c,
+            withdrawn: &[],
+            https: true,
+            now: UNIX_EPOCH + std::time::Duration::from_secs(NOW),
+            body_rewritten: false,
+        };
+        let mut d = Decisions::new();
+        filter_response(StatusCode::OK, h, &cx, &mut d);
+        d
+    }
+
+    fn values(h: &HeaderMap) -> Vec<Vec<u8>> {
+        h.get_all(SET_COOKIE).iter().map(|v| v.as_bytes().to_vec()).collect()
+    }
+
+    proptest! {
+        #[test]
+        fn kept_set_cookies_are_byte_identical(
+            input in proptest::collection::vec(set_cookie_value(), 0..8),
+            granted in grants(),
+        ) {
+            // No caps, no hardening: every output is an input, unchanged, in order.
+            let p = policy("");
+            let c = consent(&p, &granted);
+            let mut h = HeaderMap::new();
+            for v in &input {
+                h.append(SET_COOKIE, HeaderValue::from_str(v).unwrap());
+            }
+            let d = run(&p, &c, &mut h);
+            let out = values(&h);
+            let mut it = input.iter();
+            for o in &out {
+                prop_assert!(it.any(|i| i.as_bytes() == o.as_slice()), "{}", String::from_utf8_lossy(o));
+            }
+            prop_assert_eq!(d.len(), input.len());
+            prop_assert_eq!(out.len(), d.iter().filter(|d| d.action == Action::Allow).count());
+            // No refused, live cookie got through.
+            for o in &out {
+                let sc = SetCookie::parse(o).unwrap();
+                if !sc.is_deletion(NOW as i64) {
+                    let name = String::from_utf8_lossy(sc.name());
+                    let domain = sc.domain().map_or("www.example.com".into(), |d| String::from_utf8_lossy(d).to_ascii_lowercase());
+                    let (cat, _) = p.classify_cookie(&name, &domain);
+                    prop_assert!(p.cookie_allowed(cat, c.granted));
+                }
+            }
+        }
+
+        #[test]
+        fn filtering_is_idempotent_with_caps_and_hardening(
+            input in proptest::collection::vec(set_cookie_value(), 0..8),
+            granted in grants(),
+        ) {
+            let p = policy(
+                "[policy.default.categories]\nnecessary = {}\nfunctional = { max_cookie_days = 1 }\n\
+                 analytics = { max_cookie_days = 30 }\nadvertising = {}\n\
+                 [[policy.default.harden]]\nname = \"*\"\nsecure = true\nsame_site = \"Lax\"\n",
+            );
+            let c = consent(&p, &granted);
+            let mut h = HeaderMap::new();
+            for v in &input {
+                h.append(SET_COOKIE, HeaderValue::from_str(v).unwrap());
+            }
+            let d = run(&p, &c, &mut h);
+            let once = h.clone();
+            let d2 = run(&p, &c, &mut h);
+            prop_assert_eq!(&h, &once);
+            prop_assert!(d2.iter().all(|d| d.action == Action::Allow));
+            // Every kept cookie (allowed, capped or hardened) is sent, once.
+            let kept: Vec<_> = d.iter().filter(|d| d.action != Action::Block && d.action != Action::Invalid).collect();
+            prop_assert_eq!(kept.len(), values(&h).len());
+        }
+    }
 }

@@ -1,0 +1,1009 @@
+//! One `Set-Cookie` header value, parsed the way browsers parse it, and the
+//! few edits consentry makes to a kept cookie (lifetime cap, hardening).
+//!
+//! The parser follows RFC 6265bis §5.6 (the algorithm browsers implement)
+//! and Chromium where the two differ in practice:
+//!
+//! - the name-value pair runs to the first `;`; without `=` the whole pair
+//!   is the *value* of a cookie with an empty name; name and value are
+//!   trimmed of spaces and tabs; both empty, or together over 4096 bytes,
+//!   and the browser ignores the header;
+//! - a control character other than HTAB anywhere makes the header invalid;
+//! - attribute names are case-insensitive, values trimmed, a value over 1024
+//!   bytes is ignored, and for each attribute the *last* valid one wins;
+//! - `Max-Age` is digits with an optional leading `-`, anything else is
+//!   ignored; huge values saturate instead of overflowing; it wins over
+//!   `Expires`;
+//! - `Expires` is read with the RFC 6265 §5.1.1 cookie-date algorithm
+//!   ([`parse_cookie_date`]), which accepts every format browsers meet in
+//!   the wild (Netscape, RFC 850, asctime, dashes, two-digit years, no
+//!   `GMT`...); an unreadable date is ignored, as browsers do.
+//!
+//! Why not the `cookie` crate: it parses `Expires` with a handful of fixed
+//! formats (so a cookie a browser keeps for a year would look like a session
+//! cookie and escape the lifetime cap), rejects nameless cookies that
+//! browsers accept, and builds owned values where consentry needs byte
+//! ranges into the header, so that a kept cookie passes byte for byte.
+//!
+//! Nothing here allocates while parsing; [`SetCookie`] borrows the header
+//! bytes. Only [`rewrite`] builds a new value, and only when a change is
+//! required.
+
+use std::ops::Range;
+
+/// Longest name + value a browser stores (RFC 6265bis §5.6, Chromium).
+pub const MAX_NAME_VALUE: usize = 4096;
+
+/// Longest attribute value a browser reads; longer ones are ignored.
+pub const MAX_ATTRIBUTE_VALUE: usize = 1024;
+
+/// Why a `Set-Cookie` value is not a cookie any browser would store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalid {
+    /// A control character other than HTAB.
+    ControlCharacter,
+    /// Neither a name nor a value.
+    Empty,
+    /// Name and value together exceed [`MAX_NAME_VALUE`].
+    TooLong,
+}
+
+impl Invalid {
+    /// Lower-case reason for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Invalid::ControlCharacter => "control character",
+            Invalid::Empty => "empty name and value",
+            Invalid::TooLong => "name and value over 4096 bytes",
+        }
+    }
+}
+
+/// What the cookie's lifetime attributes make of it, at some instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifetime {
+    /// No (valid) `Max-Age` or `Expires`: gone when the browser closes.
+    Session,
+    /// `Max-Age<=0` or `Expires` not after now: the cookie is being deleted.
+    Delete,
+    /// Kept until this instant (Unix seconds, saturated).
+    Until(i64),
+}
+
+/// One parsed `Set-Cookie` header value, borrowing its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetCookie<'a> {
+    raw: &'a [u8],
+    name: &'a [u8],
+    value: &'a [u8],
+    domain: Option<&'a [u8]>,
+    path: Option<&'a [u8]>,
+    max_age: Option<i64>,
+    expires: Option<i64>,
+    /// The largest valid `Max-Age` and latest valid `Expires` among all
+    /// occurrences: what a lifetime cap is checked against, without parsing
+    /// the dates again.
+    max_age_peak: Option<i64>,
+    expires_peak: Option<i64>,
+    secure: bool,
+    http_only: bool,
+    same_site: Option<&'a [u8]>,
+}
+
+fn is_wsp(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// The range of `s[range]` without leading and trailing SP/HTAB.
+fn trim(s: &[u8], mut range: Range<usize>) -> Range<usize> {
+    while range.start < range.end && is_wsp(s[range.start]) {
+        range.start += 1;
+    }
+    while range.end > range.start && is_wsp(s[range.end - 1]) {
+        range.end -= 1;
+    }
+    range
+}
+
+/// A control character that invalidates a cookie: %x00-08 / %x0A-1F / %x7F.
+fn is_forbidden_ctl(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
+}
+
+/// One `; name=value` attribute, as byte ranges into the header value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attribute {
+    /// The trimmed name.
+    pub name: Range<usize>,
+    /// The trimmed value (empty range when there is no `=`).
+    pub value: Range<usize>,
+}
+
+/// The attributes after the name-value pair, in order (empty ones skipped).
+pub fn attributes(raw: &[u8]) -> impl Iterator<Item = Attribute> + '_ {
+    // Segments are a few bytes long: a plain scan beats `memchr`'s setup.
+    let mut pos = raw.iter().position(|&b| b == b';').map_or(raw.len(), |i| i + 1);
+    std::iter::from_fn(move || {
+        while pos < raw.len() {
+            let seg_start = pos;
+            let mut eq = None;
+            while pos < raw.len() && raw[pos] != b';' {
+                if raw[pos] == b'=' && eq.is_none() {
+                    eq = Some(pos);
+                }
+                pos += 1;
+            }
+            let seg_end = pos;
+            pos += 1;
+            let (name, value) = match eq {
+                Some(eq) => (trim(raw, seg_start..eq), trim(raw, eq + 1..seg_end)),
+                None => {
+                    let name = trim(raw, seg_start..seg_end);
+                    (name.clone(), name.end..name.end)
+                }
+            };
+            if name.is_empty() {
+                // `;;` or `; =x`: browsers skip it (an empty name matches no
+                // attribute).
+                continue;
+            }
+            return Some(Attribute { name, value });
+        }
+        None
+    })
+}
+
+/// Which attribute a name denotes (case-insensitively).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Known {
+    Expires,
+    MaxAge,
+    Domain,
+    Path,
+    Secure,
+    HttpOnly,
+    SameSite,
+    Other,
+}
+
+fn known(name: &[u8]) -> Known {
+    // Dispatch on length first: most headers carry five or six attributes
+    // and this keeps the comparison to one `eq_ignore_ascii_case`.
+    match name.len() {
+        4 if name.eq_ignore_ascii_case(b"path") => Known::Path,
+        6 if name.eq_ignore_ascii_case(b"domain") => Known::Domain,
+        6 if name.eq_ignore_ascii_case(b"secure") => Known::Secure,
+        7 if name.eq_ignore_ascii_case(b"expires") => Known::Expires,
+        7 if name.eq_ignore_ascii_case(b"max-age") => Known::MaxAge,
+        8 if name.eq_ignore_ascii_case(b"httponly") => Known::HttpOnly,
+        8 if name.eq_ignore_ascii_case(b"samesite") => Known::SameSite,
+        _ => Known::Other,
+    }
+}
+
+/// `Max-Age` as RFC 6265bis §5.6.2 reads it: a DIGIT, or `-` and a DIGIT,
+/// then only DIGITs. Saturates at `i64::MAX`/`-i64::MAX` rather than
+/// overflow (a browser clamps such a cookie to its longest lifetime anyway).
+pub fn parse_max_age(value: &[u8]) -> Option<i64> {
+    let (negative, digits) = match value.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, value),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = digits.iter().fold(0i64, |n, d| n.saturating_mul(10).saturating_add(i64::from(d - b'0')));
+    Some(if negative { -n } else { n })
+}
+
+impl<'a> SetCookie<'a> {
+    /// Parses one header value. `Err` means a browser would ignore it.
+    pub fn parse(raw: &'a [u8]) -> Result<SetCookie<'a>, Invalid> {
+        // No early exit: this form compiles to a vector loop.
+        if raw.iter().fold(false, |bad, &b| bad | is_forbidden_ctl(b)) {
+            return Err(Invalid::ControlCharacter);
+        }
+        let pair_end = raw.iter().position(|&b| b == b';').unwrap_or(raw.len());
+        let (name, value) = match raw[..pair_end].iter().position(|&b| b == b'=') {
+            Some(eq) => (trim(raw, 0..eq), trim(raw, eq + 1..pair_end)),
+            // No `=`: a nameless cookie whose value is the whole pair.
+            None => (0..0, trim(raw, 0..pair_end)),
+        };
+        if name.is_empty() && value.is_empty() {
+            return Err(Invalid::Empty);
+        }
+        if name.len() + value.len() > MAX_NAME_VALUE {
+            return Err(Invalid::TooLong);
+        }
+        let mut cookie = SetCookie {
+            raw,
+            name: &raw[name],
+            value: &raw[value],
+            domain: None,
+            path: None,
+            max_age: None,
+            expires: None,
+            max_age_peak: None,
+            expires_peak: None,
+            secure: false,
+            http_only: false,
+            same_site: None,
+        };
+        for attr in attributes(raw) {
+            if attr.value.len() > MAX_ATTRIBUTE_VALUE {
+                continue;
+            }
+            let value = &raw[attr.value];
+            match known(&raw[attr.name]) {
+                Known::Expires => {
+                    if let Some(t) = parse_cookie_date(value) {
+                        cookie.expires = Some(t);
+                        cookie.expires_peak = cookie.expires_peak.max(Some(t));
+                    }
+                }
+                Known::MaxAge => {
+                    if let Some(n) = parse_max_age(value) {
+                        cookie.max_age = Some(n);
+                        cookie.max_age_peak = cookie.max_age_peak.max(Some(n));
+                    }
+                }
+                Known::Domain => cookie.domain = Some(value),
+                Known::Path => cookie.path = Some(value),
+                Known::Secure => cookie.secure = true,
+                Known::HttpOnly => cookie.http_only = true,
+                Known::SameSite => cookie.same_site = Some(value),
+                Known::Other => {}
+            }
+        }
+        Ok(cookie)
+    }
+
+    /// The whole header value, as received.
+    pub fn raw(&self) -> &'a [u8] {
+        self.raw
+    }
+
+    /// The cookie name (empty for a nameless cookie).
+    pub fn name(&self) -> &'a [u8] {
+        self.name
+    }
+
+    /// The cookie value, quotes kept.
+    pub fn value(&self) -> &'a [u8] {
+        self.value
+    }
+
+    /// The effective `Domain` without its leading dot; `None` for a
+    /// host-only cookie (no `Domain`, or an empty one).
+    pub fn domain(&self) -> Option<&'a [u8]> {
+        let d = self.domain?;
+        let d = d.strip_prefix(b".").unwrap_or(d);
+        (!d.is_empty()).then_some(d)
+    }
+
+    /// The `Path` attribute as written, if any.
+    pub fn path(&self) -> Option<&'a [u8]> {
+        self.path
+    }
+
+    /// The last valid `Max-Age`, in seconds.
+    pub fn max_age(&self) -> Option<i64> {
+        self.max_age
+    }
+
+    /// The last valid `Expires`, as Unix seconds.
+    pub fn expires(&self) -> Option<i64> {
+        self.expires
+    }
+
+    /// Whether `Secure` is present.
+    pub fn secure(&self) -> bool {
+        self.secure
+    }
+
+    /// Whether `HttpOnly` is present.
+    pub fn http_only(&self) -> bool {
+        self.http_only
+    }
+
+    /// The last `SameSite` value as written.
+    pub fn same_site(&self) -> Option<&'a [u8]> {
+        self.same_site
+    }
+
+    /// The lifetime at `now` (Unix seconds): `Max-Age` wins over `Expires`.
+    pub fn lifetime(&self, now: i64) -> Lifetime {
+        if let Some(n) = self.max_age {
+            return if n <= 0 { Lifetime::Delete } else { Lifetime::Until(now.saturating_add(n)) };
+        }
+        match self.expires {
+            Some(t) if t <= now => Lifetime::Delete,
+            Some(t) => Lifetime::Until(t),
+            None => Lifetime::Session,
+        }
+    }
+
+    /// Whether this header deletes the cookie in the browser.
+    pub fn is_deletion(&self, now: i64) -> bool {
+        self.lifetime(now) == Lifetime::Delete
+    }
+}
+
+/// The changes to make to a kept cookie. The default changes nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Edit {
+    /// Rewrite every valid `Max-Age` above this many seconds down to it.
+    pub max_age: Option<i64>,
+    /// Rewrite every valid `Expires` after this instant (Unix seconds) to it.
+    pub expires: Option<i64>,
+    /// Append `Secure` if missing.
+    pub secure: bool,
+    /// Append `HttpOnly` if missing.
+    pub http_only: bool,
+    /// Set `SameSite` to this value (rewriting a different one in place,
+    /// appending it if missing).
+    pub same_site: Option<&'static str>,
+}
+
+/// What [`plan`] found to change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Some lifetime attribute is over the cap.
+    pub capped: bool,
+    /// Some flag is missing or different.
+    pub hardened: bool,
+}
+
+impl Changes {
+    /// Whether anything changes.
+    pub fn any(self) -> bool {
+        self.capped || self.hardened
+    }
+}
+
+/// What applying `edit` to `cookie` would change (nothing is built).
+pub fn plan(cookie: &SetCookie<'_>, edit: &Edit) -> Changes {
+    // `Some(x) > Some(cap)` only when x > cap; `None` is below everything.
+    let capped = edit.max_age.is_some_and(|cap| cookie.max_age_peak > Some(cap))
+        || edit.expires.is_some_and(|cap| cookie.expires_peak > Some(cap));
+    let same_site_differs = edit
+        .same_site
+        .is_some_and(|want| !cookie.same_site.is_some_and(|have| have.eq_ignore_ascii_case(want.as_bytes())));
+    let hardened =
+        (edit.secure && !cookie.secure) || (edit.http_only && !cookie.http_only) || same_site_differs;
+    Changes { capped, hardened }
+}
+
+/// The replacement value for an attribute over the cap, if it is one.
+fn over_cap(raw: &[u8], attr: &Attribute, edit: &Edit) -> Option<String> {
+    let value = &raw[attr.value.clone()];
+    match known(&raw[attr.name.clone()]) {
+        Known::MaxAge => {
+            let cap = edit.max_age?;
+            let n = parse_max_age(value)?;
+            (n > cap).then(|| cap.to_string())
+        }
+        Known::Expires => {
+            let cap = edit.expires?;
+            let t = parse_cookie_date(value)?;
+            (t > cap).then(|| format_cookie_date(cap))
+        }
+        _ => None,
+    }
+}
+
+/// Applies `edit`: rewrites only the offending attribute values in place
+/// and appends missing flags; every other byte is copied as received.
+pub fn rewrite(cookie: &SetCookie<'_>, edit: &Edit) -> Vec<u8> {
+    let raw = cookie.raw;
+    let mut out = Vec::with_capacity(raw.len() + 40);
+    let mut copied = 0;
+    let mut same_site_seen = false;
+    for attr in attributes(raw) {
+        if attr.value.len() > MAX_ATTRIBUTE_VALUE {
+            continue;
+        }
+        let replacement = match known(&raw[attr.name.clone()]) {
+            Known::SameSite => match edit.same_site {
+                Some(want) => {
+                    same_site_seen = true;
+                    (!raw[attr.value.clone()].eq_ignore_ascii_case(want.as_bytes())).then(|| want.to_string())
+                }
+                None => None,
+            },
+            _ => over_cap(raw, &attr, edit),
+        };
+        if let Some(new) = replacement {
+            if attr.value.is_empty() {
+                // `SameSite` with no `=`: give it one.
+                out.extend_from_slice(&raw[copied..attr.name.end]);
+                out.push(b'=');
+            } else {
+                out.extend_from_slice(&raw[copied..attr.value.start]);
+            }
+            out.extend_from_slice(new.as_bytes());
+            copied = attr.value.end.max(attr.name.end);
+        }
+    }
+    out.extend_from_slice(&raw[copied..]);
+    let appending = (edit.secure && !cookie.secure)
+        || (edit.http_only && !cookie.http_only)
+        || (edit.same_site.is_some() && !same_site_seen);
+    if appending {
+        // Trailing `;` and blanks carry no meaning; drop them so the
+        // appended attributes do not follow an empty one.
+        while out.last().is_some_and(|&b| b == b';' || is_wsp(b)) {
+            out.pop();
+        }
+    }
+    if edit.secure && !cookie.secure {
+        out.extend_from_slice(b"; Secure");
+    }
+    if edit.http_only && !cookie.http_only {
+        out.extend_from_slice(b"; HttpOnly");
+    }
+    if let Some(want) = edit.same_site
+        && !same_site_seen
+    {
+        out.extend_from_slice(b"; SameSite=");
+        out.extend_from_slice(want.as_bytes());
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Dates
+
+/// RFC 6265 §5.1.1 delimiter.
+fn is_date_delimiter(b: u8) -> bool {
+    b == 0x09
+        || (0x20..=0x2f).contains(&b)
+        || (0x3b..=0x40).contains(&b)
+        || (0x5b..=0x60).contains(&b)
+        || (0x7b..=0x7e).contains(&b)
+}
+
+/// `min*maxDIGIT ( non-digit *OCTET )`: the leading digits' value when there
+/// are `min..=max` of them.
+fn leading_number(token: &[u8], min: usize, max: usize) -> Option<u32> {
+    let n = token.iter().take_while(|b| b.is_ascii_digit()).count();
+    if n < min || n > max {
+        return None;
+    }
+    Some(token[..n].iter().fold(0, |v, d| v * 10 + u32::from(d - b'0')))
+}
+
+/// `hms-time ( non-digit *OCTET )` with `time-field = 1*2DIGIT`.
+fn parse_time(token: &[u8]) -> Option<(u32, u32, u32)> {
+    let mut fields = [0u32; 3];
+    let mut rest = token;
+    for (i, field) in fields.iter_mut().enumerate() {
+        let n = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if !(1..=2).contains(&n) {
+            return None;
+        }
+        *field = rest[..n].iter().fold(0, |v, d| v * 10 + u32::from(d - b'0'));
+        rest = &rest[n..];
+        if i < 2 {
+            rest = rest.strip_prefix(b":")?;
+        }
+    }
+    // Whatever follows the seconds starts with a non-digit (take_while
+    // stopped there), which the grammar allows.
+    Some((fields[0], fields[1], fields[2]))
+}
+
+fn parse_month(token: &[u8]) -> Option<u32> {
+    let [a, b, c, ..] = *token else {
+        return None;
+    };
+    // `| 0x20` lower-cases ASCII letters and maps no other byte onto one.
+    Some(match [a | 0x20, b | 0x20, c | 0x20] {
+        [b'j', b'a', b'n'] => 1,
+        [b'f', b'e', b'b'] => 2,
+        [b'm', b'a', b'r'] => 3,
+        [b'a', b'p', b'r'] => 4,
+        [b'm', b'a', b'y'] => 5,
+        [b'j', b'u', b'n'] => 6,
+        [b'j', b'u', b'l'] => 7,
+        [b'a', b'u', b'g'] => 8,
+        [b's', b'e', b'p'] => 9,
+        [b'o', b'c', b't'] => 10,
+        [b'n', b'o', b'v'] => 11,
+        [b'd', b'e', b'c'] => 12,
+        _ => return None,
+    })
+}
+
+fn is_leap(year: i64) -> bool {
+    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+}
+
+fn days_in_month(year: i64, month: u32) -> u32 {
+    match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The inverse of [`days_from_civil`].
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Parses a cookie date with the RFC 6265 §5.1.1 algorithm, as browsers
+/// do: split into tokens at delimiters; the first token that is a time,
+/// then a day of month, a month (by its first three letters) and a year
+/// fill those fields in that order of precedence; two-digit years 70–99
+/// are 19xx and 0–69 are 20xx; the date must exist. Returns Unix seconds
+/// (negative before 1970), or `None` when a browser would ignore it.
+pub fn parse_cookie_date(input: &[u8]) -> Option<i64> {
+    let mut time = None;
+    let mut day = None;
+    let mut month = None;
+    let mut year = None;
+    for token in input.split(|&b| is_date_delimiter(b)).filter(|t| !t.is_empty()) {
+        if time.is_none()
+            && let Some(t) = parse_time(token)
+        {
+            time = Some(t);
+            continue;
+        }
+        if day.is_none()
+            && let Some(d) = leading_number(token, 1, 2)
+        {
+            day = Some(d);
+            continue;
+        }
+        if month.is_none()
+            && let Some(m) = parse_month(token)
+        {
+            month = Some(m);
+            continue;
+        }
+        if year.is_none()
+            && let Some(y) = leading_number(token, 2, 4)
+        {
+            year = Some(y);
+        }
+    }
+    let ((hour, minute, second), day, month, year) = (time?, day?, month?, year?);
+    let year = i64::from(match year {
+        70..=99 => year + 1900,
+        0..=69 => year + 2000,
+        _ => year,
+    });
+    if !(1..=31).contains(&day) || year < 1601 || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    if day > days_in_month(year, month) {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400 + i64::from(hour * 3600 + minute * 60 + second))
+}
+
+/// Formats Unix seconds as an IMF-fixdate (`Thu, 01 Jan 1970 00:00:00 GMT`),
+/// the form every browser reads. Years past 9999 are clamped to its end, so
+/// this never fails.
+pub fn format_cookie_date(secs: i64) -> String {
+    const MAX: i64 = 253_402_300_799; // 9999-12-31 23:59:59
+    const MIN: i64 = -11_644_473_600; // 1601-01-01 00:00:00
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] =
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let secs = secs.clamp(MIN, MAX);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+        DAYS[days.rem_euclid(7) as usize],
+        day,
+        MONTHS[month as usize - 1],
+        year,
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2021-06-09 10:18:14 UTC.
+    const T: i64 = 1_623_233_894;
+
+    #[test]
+    fn browser_date_formats() {
+        // (input, expected) — the formats met in real Set-Cookie headers.
+        let table: &[(&str, Option<i64>)] = &[
+            // IMF-fixdate / Netscape.
+            ("Wed, 09 Jun 2021 10:18:14 GMT", Some(T)),
+            // RFC 850 with two-digit year and dashes.
+            ("Wednesday, 09-Jun-21 10:18:14 GMT", Some(T)),
+            // Netscape's original dashes with four-digit year.
+            ("Wed, 09-Jun-2021 10:18:14 GMT", Some(T)),
+            // asctime (space-padded day, year last).
+            ("Wed Jun  9 10:18:14 2021", Some(T)),
+            // No weekday, no zone.
+            ("09 Jun 2021 10:18:14", Some(T)),
+            // Missing GMT.
+            ("Wed, 09 Jun 2021 10:18:14", Some(T)),
+            // Other zone names are ignored tokens (browsers treat all as UTC).
+            ("Wed, 09 Jun 2021 10:18:14 UTC", Some(T)),
+            ("Wed, 09 Jun 2021 10:18:14 +0000", Some(T)),
+            // Lower case, full month name, odd delimiters.
+            ("wed, 09 june 2021 10:18:14 gmt", Some(T)),
+            ("Wed,09-Jun-2021 10:18:14 GMT", Some(T)),
+            ("Wed, 09/Jun/2021 10:18:14 GMT", Some(T)),
+            ("Wed, 9 Jun 2021 10:18:14 GMT", Some(T)),
+            // Single-digit time fields.
+            ("Wed, 09 Jun 2021 1:2:3 GMT", Some(1_623_200_523)),
+            // Year before month, time first.
+            ("10:18:14 2021 Jun 09", Some(T)),
+            ("Jun 09 2021 10:18:14", Some(T)),
+            // Digits glued to trailing text are still read.
+            ("Wed, 09th Jun 2021 10:18:14GMT", Some(T)),
+            // Two-digit years: 70–99 → 19xx, 00–69 → 20xx.
+            ("Thu, 01-Jan-70 00:00:00 GMT", Some(0)),
+            ("Fri, 31-Dec-99 23:59:59 GMT", Some(946_684_799)),
+            ("Sat, 01-Jan-00 00:00:00 GMT", Some(946_684_800)),
+            ("Sun, 31-Dec-69 23:59:59 GMT", Some(3_155_759_999)),
+            // Leap day.
+            ("Thu, 29 Feb 2024 00:00:00 GMT", Some(1_709_164_800)),
+            // Extremes.
+            ("Fri, 31 Dec 9999 23:59:59 GMT", Some(253_402_300_799)),
+            ("Mon, 01 Jan 1601 00:00:00 GMT", Some(-11_644_473_600)),
+            // Rejected: non-existent date, out of range fields, missing parts.
+            ("Wed, 29 Feb 2023 00:00:00 GMT", None),
+            ("Wed, 31 Apr 2021 00:00:00 GMT", None),
+            ("Wed, 00 Jun 2021 10:18:14 GMT", None),
+            ("Wed, 32 Jun 2021 10:18:14 GMT", None),
+            ("Wed, 09 Jun 2021 24:00:00 GMT", None),
+            ("Wed, 09 Jun 2021 10:60:00 GMT", None),
+            ("Wed, 09 Jun 2021 10:18:60 GMT", None),
+            ("Wed, 09 Jun 1600 10:18:14 GMT", None),
+            ("Wed, 09 Jun 2021 GMT", None),
+            ("Wed, 09 2021 10:18:14 GMT", None),
+            ("Jun 2021 10:18:14", None),
+            ("2021-06-09T10:18:14Z", None),
+            ("", None),
+            ("0", None),
+            ("Session", None),
+            // A 5-digit year is not a year; 3 digits for a day are not a day.
+            ("09 Jun 20210 10:18:14", None),
+            ("009 Jun 2021 10:18:14", None),
+        ];
+        for (input, expected) in table {
+            assert_eq!(parse_cookie_date(input.as_bytes()), *expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn month_names() {
+        for (i, m) in
+            ["jan", "FEB", "Mar", "aPr", "may", "june", "July", "AUGUST", "sep", "Oct", "nov", "December"]
+                .iter()
+                .enumerate()
+        {
+            assert_eq!(parse_month(m.as_bytes()), Some(i as u32 + 1), "{m}");
+        }
+        // `| 0x20` folds only letters onto letters.
+        for bad in [&b"ja"[..], b"", b"j@n", b"\xcaan", b"J\x01N", b"-un"] {
+            assert_eq!(parse_month(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn first_match_wins_per_field() {
+        // The second number-like token is not a day (day already found),
+        // not a month, and becomes the year.
+        assert_eq!(parse_cookie_date(b"09 Jun 21 10:18:14"), Some(T));
+        // Later duplicates are ignored.
+        assert_eq!(parse_cookie_date(b"09 Jun 2021 10:18:14 11:00:00 Jul 1999"), Some(T));
+    }
+
+    #[test]
+    fn date_format_round_trip() {
+        for t in [0, T, 946_684_800, 1_709_164_800, -1, -11_644_473_600, 253_402_300_799] {
+            let text = format_cookie_date(t);
+            assert_eq!(parse_cookie_date(text.as_bytes()), Some(t), "{text}");
+        }
+        assert_eq!(format_cookie_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(format_cookie_date(T), "Wed, 09 Jun 2021 10:18:14 GMT");
+        assert_eq!(format_cookie_date(i64::MAX), "Fri, 31 Dec 9999 23:59:59 GMT");
+        assert_eq!(format_cookie_date(i64::MIN), "Mon, 01 Jan 1601 00:00:00 GMT");
+    }
+
+    fn parse(s: &str) -> SetCookie<'_> {
+        SetCookie::parse(s.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn name_value_as_browsers_split_it() {
+        let c = parse(" _ga = GA1.2.3 ; Path=/");
+        assert_eq!((c.name(), c.value()), (&b"_ga"[..], &b"GA1.2.3"[..]));
+        // No `=`: empty name, the pair is the value (Chromium, 6265bis).
+        let c = parse("justvalue; Path=/");
+        assert_eq!((c.name(), c.value()), (&b""[..], &b"justvalue"[..]));
+        // `=` first: empty name too.
+        let c = parse("=v");
+        assert_eq!((c.name(), c.value()), (&b""[..], &b"v"[..]));
+        // Only the first `=` splits; quotes are part of the value.
+        let c = parse("a=b=c; x");
+        assert_eq!((c.name(), c.value()), (&b"a"[..], &b"b=c"[..]));
+        let c = parse("a=\"q v\"");
+        assert_eq!(c.value(), b"\"q v\"");
+        // Empty value is fine.
+        assert_eq!(parse("a=").name(), b"a");
+        // A `;` ends the pair even inside quotes.
+        assert_eq!(parse("a=\"x;y\"").value(), b"\"x");
+        // Tabs are whitespace; HTAB is the one allowed control character.
+        assert_eq!(parse("\ta\t=\tb\t").name(), b"a");
+    }
+
+    #[test]
+    fn invalid_headers() {
+        assert_eq!(SetCookie::parse(b""), Err(Invalid::Empty));
+        assert_eq!(SetCookie::parse(b" ; Path=/"), Err(Invalid::Empty));
+        assert_eq!(SetCookie::parse(b"="), Err(Invalid::Empty));
+        assert_eq!(SetCookie::parse(b"a=b\x00"), Err(Invalid::ControlCharacter));
+        assert_eq!(SetCookie::parse(b"a=b\r\nSet-Cookie: c=d"), Err(Invalid::ControlCharacter));
+        assert_eq!(SetCookie::parse(b"a=b; Path=/\x7f"), Err(Invalid::ControlCharacter));
+        assert_eq!(SetCookie::parse(b"a=b; Path=/\x1f"), Err(Invalid::ControlCharacter));
+        // Name and value together: 4096 is the limit (the `=` not counted).
+        let long = format!("a={}", "x".repeat(4096));
+        assert_eq!(SetCookie::parse(long.as_bytes()).err(), Some(Invalid::TooLong));
+        let fits = format!("a={}; Path=/", "x".repeat(4095));
+        assert!(SetCookie::parse(fits.as_bytes()).is_ok());
+        // Bytes above 0x7f are not control characters.
+        assert!(SetCookie::parse("a=é".as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn attributes_case_insensitive_last_wins() {
+        let c =
+            parse("a=b; DOMAIN=.Example.COM; path=/x; secure; HTTPONLY; samesite=lax; Domain=.example.org");
+        assert_eq!(c.domain(), Some(&b"example.org"[..]));
+        assert_eq!(c.path(), Some(&b"/x"[..]));
+        assert!(c.secure() && c.http_only());
+        assert_eq!(c.same_site(), Some(&b"lax"[..]));
+        // `Secure=anything` is still Secure.
+        assert!(parse("a=b; Secure=no").secure());
+        // Empty Domain (or a lone dot) means host-only.
+        assert_eq!(parse("a=b; Domain=").domain(), None);
+        assert_eq!(parse("a=b; Domain=.").domain(), None);
+        assert_eq!(parse("a=b; Domain=.x.com; Domain=").domain(), None);
+        // Unknown attributes and empty segments are skipped.
+        let c = parse("a=b;; ; Priority=High; =x; Partitioned; Max-Age=5");
+        assert_eq!(c.max_age(), Some(5));
+        // An attribute value over 1024 bytes is ignored, the earlier one stays.
+        let long = format!("a=b; Domain=keep.com; Domain={}", "d".repeat(1025));
+        assert_eq!(SetCookie::parse(long.as_bytes()).unwrap().domain(), Some(&b"keep.com"[..]));
+    }
+
+    #[test]
+    fn max_age_rules() {
+        assert_eq!(parse_max_age(b"0"), Some(0));
+        assert_eq!(parse_max_age(b"-1"), Some(-1));
+        assert_eq!(parse_max_age(b"-0"), Some(0));
+        assert_eq!(parse_max_age(b"0031"), Some(31));
+        assert_eq!(parse_max_age(b"99999999999999999999999999"), Some(i64::MAX));
+        assert_eq!(parse_max_age(b"-99999999999999999999999999"), Some(-i64::MAX));
+        for bad in [&b""[..], b"-", b"+5", b"5s", b"1.5", b" 5", b"--1", b"0x10"] {
+            assert_eq!(parse_max_age(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+        // An invalid Max-Age is ignored; the last valid one wins.
+        assert_eq!(parse("a=b; Max-Age=60; Max-Age=abc").max_age(), Some(60));
+        assert_eq!(parse("a=b; Max-Age=60; Max-Age=10").max_age(), Some(10));
+    }
+
+    #[test]
+    fn lifetime_max_age_wins() {
+        let now = T;
+        assert_eq!(parse("a=b").lifetime(now), Lifetime::Session);
+        assert_eq!(parse("a=b; Max-Age=0").lifetime(now), Lifetime::Delete);
+        assert_eq!(parse("a=b; Max-Age=-5").lifetime(now), Lifetime::Delete);
+        assert_eq!(parse("a=b; Max-Age=10").lifetime(now), Lifetime::Until(now + 10));
+        assert_eq!(parse("a=b; Max-Age=99999999999999999999").lifetime(now), Lifetime::Until(i64::MAX));
+        // Max-Age wins over Expires in either order.
+        assert_eq!(
+            parse("a=b; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=10").lifetime(now),
+            Lifetime::Until(now + 10)
+        );
+        assert_eq!(
+            parse("a=b; Max-Age=0; Expires=Fri, 31 Dec 9999 23:59:59 GMT").lifetime(now),
+            Lifetime::Delete
+        );
+        assert_eq!(parse("a=b; Expires=Thu, 01 Jan 1970 00:00:00 GMT").lifetime(now), Lifetime::Delete);
+        assert_eq!(parse("a=b; Expires=Wed, 09 Jun 2021 10:18:14 GMT").lifetime(now), Lifetime::Delete);
+        assert_eq!(
+            parse("a=b; Expires=Wed, 09 Jun 2021 10:18:15 GMT").lifetime(now),
+            Lifetime::Until(now + 1)
+        );
+        // An unreadable Expires is ignored: a session cookie.
+        assert_eq!(parse("a=b; Expires=tomorrow").lifetime(now), Lifetime::Session);
+    }
+
+    fn edited(s: &str, edit: Edit) -> String {
+        let c = parse(s);
+        String::from_utf8(rewrite(&c, &edit)).unwrap()
+    }
+
+    #[test]
+    fn cap_rewrites_only_offending_attributes() {
+        let cap = Edit { max_age: Some(100), expires: Some(T + 100), ..Edit::default() };
+        assert_eq!(edited("a=b; Max-Age=5000; Path=/", cap), "a=b; Max-Age=100; Path=/");
+        assert_eq!(edited("a=b; max-age = 5000 ;Path=/", cap), "a=b; max-age = 100 ;Path=/");
+        assert_eq!(
+            edited("a=b; Expires=Wed, 09-Jun-2021 12:00:00 GMT; path=/", cap),
+            "a=b; Expires=Wed, 09 Jun 2021 10:19:54 GMT; path=/"
+        );
+        assert_eq!(
+            edited("a=b; Expires=Fri, 31 Dec 9999 23:59:59 GMT; Max-Age=99999999", cap),
+            "a=b; Expires=Wed, 09 Jun 2021 10:19:54 GMT; Max-Age=100"
+        );
+        // Values under the cap are untouched, invalid ones too.
+        assert_eq!(edited("a=b; Max-Age=50; Max-Age=x9", cap), "a=b; Max-Age=50; Max-Age=x9");
+        let c = parse("a=b; Max-Age=50");
+        assert!(!plan(&c, &cap).any());
+        assert!(plan(&parse("a=b; Max-Age=101"), &cap).capped);
+    }
+
+    #[test]
+    fn harden_appends_missing_flags_and_fixes_samesite() {
+        let all = Edit { secure: true, http_only: true, same_site: Some("Lax"), ..Edit::default() };
+        assert_eq!(edited("a=b", all), "a=b; Secure; HttpOnly; SameSite=Lax");
+        assert_eq!(edited("a=b; Path=/; ", all), "a=b; Path=/; Secure; HttpOnly; SameSite=Lax");
+        assert_eq!(edited("a=b; secure; SameSite=None", all), "a=b; secure; SameSite=Lax; HttpOnly");
+        assert_eq!(edited("a=b; SameSite", all), "a=b; SameSite=Lax; Secure; HttpOnly");
+        let c = parse("a=b; Secure; HttpOnly; samesite=LAX");
+        assert!(!plan(&c, &all).any());
+        assert_eq!(rewrite(&c, &all), c.raw());
+        let strict = Edit { same_site: Some("Strict"), ..Edit::default() };
+        assert!(plan(&c, &strict).hardened);
+        assert_eq!(
+            edited("a=b; SameSite=lax; SameSite=None", strict),
+            "a=b; SameSite=Strict; SameSite=Strict"
+        );
+    }
+
+    #[test]
+    fn attribute_ranges() {
+        let raw = b"a=b; Path = /x ;Secure;; =y";
+        let attrs: Vec<_> = attributes(raw).map(|a| (&raw[a.name], &raw[a.value])).collect();
+        assert_eq!(attrs, vec![(&b"Path"[..], &b"/x"[..]), (&b"Secure"[..], &b""[..])]);
+        assert_eq!(attributes(b"a=b").count(), 0);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Set-Cookie-like strings: real names, attributes and date formats in
+    /// random order and case, with junk mixed in; always valid header bytes.
+    pub(crate) fn set_cookie_value() -> impl Strategy<Value = String> {
+        let name = prop_oneof![
+            Just("sessionid"),
+            Just("lang"),
+            Just("_ga"),
+            Just("_ga_ABC"),
+            Just("_fbp"),
+            Just("consentry"),
+            Just("legacy"),
+            Just(""),
+            Just("__Host-x"),
+        ];
+        let attr = prop_oneof![
+            Just("Path=/".to_string()),
+            Just("path=/shop".to_string()),
+            Just("Domain=.example.com".to_string()),
+            Just("domain=example.com".to_string()),
+            Just("Domain=other.org".to_string()),
+            Just("Domain=".to_string()),
+            Just("Secure".to_string()),
+            Just("HTTPONLY".to_string()),
+            Just("SameSite=Lax".to_string()),
+            Just("samesite=none".to_string()),
+            Just("SameSite".to_string()),
+            Just("Priority=High".to_string()),
+            Just("".to_string()),
+            (-5i64..100_000_000).prop_map(|n| format!("Max-Age={n}")),
+            Just("Max-Age=99999999999999999999999".to_string()),
+            Just("max-age=abc".to_string()),
+            (0i64..4_000_000_000).prop_map(|t| format!("Expires={}", format_cookie_date(t))),
+            Just("expires=Wednesday, 09-Jun-21 10:18:14 GMT".to_string()),
+            Just("Expires=Fri, 31-Dec-2099 23:59:59 GMT".to_string()),
+            Just("Expires=Wed Jun  9 10:18:14 2021".to_string()),
+            Just("Expires=never".to_string()),
+            "[ -:<-~\t]{0,12}",
+        ];
+        let sep = prop_oneof![Just(";"), Just("; "), Just(" ;"), Just(";\t"), Just(";;")];
+        (name, "[!#-+\\--:<-~]{0,12}", any::<bool>(), proptest::collection::vec((sep, attr), 0..6)).prop_map(
+            |(name, value, eq, attrs)| {
+                let mut s = if name.is_empty() && !eq { value.clone() } else { format!("{name}={value}") };
+                for (sep, attr) in attrs {
+                    s.push_str(sep);
+                    s.push_str(&attr);
+                }
+                s
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn parser_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = parse_cookie_date(&bytes);
+            let _ = parse_max_age(&bytes);
+            let _ = attributes(&bytes).count();
+            if let Ok(c) = SetCookie::parse(&bytes) {
+                let _ = c.lifetime(0);
+                let edit = Edit { max_age: Some(10), expires: Some(10), secure: true, http_only: true, same_site: Some("Lax") };
+                let changes = plan(&c, &edit);
+                let out = rewrite(&c, &edit);
+                // What was planned is what was done.
+                prop_assert_eq!(changes.any(), out != c.raw());
+            }
+        }
+
+        #[test]
+        fn dates_never_panic(s in "[ -~\t]{0,60}") {
+            let _ = parse_cookie_date(s.as_bytes());
+        }
+
+        #[test]
+        fn no_edit_is_identity(s in set_cookie_value()) {
+            if let Ok(c) = SetCookie::parse(s.as_bytes()) {
+                prop_assert!(!plan(&c, &Edit::default()).any());
+                prop_assert_eq!(rewrite(&c, &Edit::default()), s.as_bytes());
+            }
+        }
+
+        #[test]
+        fn rewrite_is_idempotent_and_keeps_identity(s in set_cookie_value(), cap in 0i64..10_000_000) {
+            let now = 1_700_000_000;
+            let edit = Edit { max_age: Some(cap), expires: Some(now + cap), secure: true, http_only: false, same_site: Some("Strict") };
+            if let Ok(c) = SetCookie::parse(s.as_bytes()) {
+                let once = rewrite(&c, &edit);
+                let c2 = SetCookie::parse(&once).unwrap();
+                // Same cookie, nothing left to change.
+                prop_assert_eq!(c2.name(), c.name());
+                prop_assert_eq!(c2.value(), c.value());
+                prop_assert_eq!(c2.domain(), c.domain());
+                prop_assert!(!plan(&c2, &edit).any(), "{}", String::from_utf8_lossy(&once));
+                prop_assert!(c2.secure());
+                prop_assert!(c2.same_site().is_some_and(|v| v.eq_ignore_ascii_case(b"strict")));
+                if let Lifetime::Until(t) = c2.lifetime(now) {
+                    prop_assert!(t <= now + cap, "{}", String::from_utf8_lossy(&once));
+                }
+            }
+        }
+    }
+}

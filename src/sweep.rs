@@ -1,0 +1,240 @@
+//! The sweep: deleting withdrawn cookies in the browser.
+//!
+//! When a request carries cookies the visitor has not consented to (they
+//! withdrew consent, or the cookies predate consentry), removing them from
+//! the request is not enough: the browser keeps them and a script could
+//! still read them. The response therefore tells the browser to delete
+//! them. A cookie is identified by (name, domain, host-only flag, path), and
+//! the request does not say which it was set with, so one deletion is sent
+//! per combination the rules give: host-only and, when the rule names a
+//! `Domain`, that domain, for every path of the rule. This clears HttpOnly
+//! cookies too, which no client-side consent manager can.
+//!
+//! Each deletion is `NAME=; Max-Age=0; Path=P; Expires=Thu, 01 Jan 1970
+//! 00:00:00 GMT` (`Expires` for browsers that predate `Max-Age`), plus
+//! `Domain=D` for the domain variant and `Secure` on HTTPS (required to
+//! touch `__Secure-`/`__Host-` cookies, and harmless otherwise). A
+//! `__Host-` cookie can only exist host-only on `/`, so only that deletion
+//! is sent for one. A nameless cookie is deleted with `=deleted`: a
+//! Set-Cookie with an empty name *and* value is ignored by browsers.
+//!
+//! The number of deletions per response is capped by the policy's
+//! `sweep_budget`; what does not fit is deferred (the browser sends the
+//! cookie again and the next response continues).
+
+use http::HeaderValue;
+
+use crate::category::CategoryId;
+use crate::request_filter::Withdrawn;
+
+/// `Expires` of every deletion: the Unix epoch.
+pub const EPOCH: &str = "Thu, 01 Jan 1970 00:00:00 GMT";
+
+/// What to send for a set of withdrawn cookies.
+#[derive(Debug, Default)]
+pub struct Sweep<'w> {
+    /// The deletion `Set-Cookie` values, in order.
+    pub headers: Vec<HeaderValue>,
+    /// Cookies that got at least one deletion.
+    pub swept: Vec<&'w Withdrawn>,
+    /// Cookies that got none because the budget ran out.
+    pub deferred: Vec<&'w Withdrawn>,
+    /// Deletions left out because of the budget.
+    pub cut: usize,
+}
+
+/// Whether `s` can go into a `Set-Cookie` attribute value unchanged: no
+/// `;` (it would start another attribute) and only visible ASCII.
+fn attribute_safe(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_graphic() && b != b';')
+}
+
+fn has_prefix_ci(name: &str, prefix: &str) -> bool {
+    name.len() >= prefix.len() && name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
+/// One deletion header. `None` when the name, domain or path cannot be
+/// written into a header safely (it then cannot name a real cookie either).
+pub fn deletion(name: &str, domain: Option<&str>, path: &str, secure: bool) -> Option<HeaderValue> {
+    if name.bytes().any(|b| b == b';' || b == b'=' || b.is_ascii_control())
+        || !path.starts_with('/')
+        || !attribute_safe(path)
+        || domain.is_some_and(|d| d.is_empty() || !attribute_safe(d))
+    {
+        return None;
+    }
+    let mut out = String::with_capacity(name.len() + path.len() + 80);
+    if name.is_empty() {
+        out.push_str("=deleted");
+    } else {
+        out.push_str(name);
+        out.push('=');
+    }
+    out.push_str("; Max-Age=0; Path=");
+    out.push_str(path);
+    out.push_str("; Expires=");
+    out.push_str(EPOCH);
+    if let Some(domain) = domain {
+        out.push_str("; Domain=");
+        out.push_str(domain);
+    }
+    if secure {
+        out.push_str("; Secure");
+    }
+    HeaderValue::from_str(&out).ok()
+}
+
+/// The deletions for one cookie, in the order they are sent: for each path,
+/// the rule's domain first (where tracking scripts usually set cookies),
+/// then host-only.
+fn targets(w: &Withdrawn) -> impl Iterator<Item = (Option<&str>, &str)> {
+    let host_prefix = has_prefix_ci(&w.name, "__Host-");
+    let paths: &[String] = if host_prefix { &[] } else { &w.paths };
+    let domain = if host_prefix { None } else { w.domain.as_deref() };
+    let host_only_root = host_prefix.then_some((None, "/"));
+    paths
+        .iter()
+        .flat_map(move |p| domain.map(|d| (Some(d), p.as_str())).into_iter().chain([(None, p.as_str())]))
+        .chain(host_only_root)
+}
+
+/// Plans the deletions for `withdrawn`, at most `budget` of them. `https`
+/// adds `Secure`. `skip` names cookies not to delete (those the response
+/// itself sets); necessary cookies are never deleted.
+pub fn plan<'w>(
+    withdrawn: &'w [Withdrawn],
+    https: bool,
+    budget: usize,
+    skip: impl Fn(&str) -> bool,
+) -> Sweep<'w> {
+    let mut sweep = Sweep::default();
+    for w in withdrawn {
+        if w.category == Some(CategoryId::NECESSARY) || skip(&w.name) {
+            continue;
+        }
+        let mut sent = 0;
+        for (domain, path) in targets(w) {
+            let Some(value) = deletion(&w.name, domain, path, https) else {
+                tracing::debug!(cookie = %w.name, ?domain, path, "sweep target cannot be written; skipped");
+                continue;
+            };
+            // Two paths can give the same target; send it once.
+            if sweep.headers.contains(&value) {
+                continue;
+            }
+            if sweep.headers.len() >= budget {
+                sweep.cut += 1;
+                continue;
+            }
+            sweep.headers.push(value);
+            sent += 1;
+        }
+        if sent > 0 {
+            sweep.swept.push(w);
+        } else if sweep.cut > 0 {
+            sweep.deferred.push(w);
+        }
+    }
+    sweep
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(name: &str, domain: Option<&str>, paths: &[&str]) -> Withdrawn {
+        Withdrawn {
+            name: name.to_string(),
+            category: CategoryId::new(2),
+            domain: domain.map(str::to_string),
+            paths: paths.iter().map(|p| (*p).to_string()).collect(),
+        }
+    }
+
+    fn texts(s: &Sweep<'_>) -> Vec<String> {
+        s.headers.iter().map(|h| h.to_str().unwrap().to_string()).collect()
+    }
+
+    #[test]
+    fn host_only_and_domain_for_every_path() {
+        let list = [w("_ga", Some("example.com"), &["/", "/shop"])];
+        let s = plan(&list, false, 32, |_| false);
+        assert_eq!(
+            texts(&s),
+            vec![
+                "_ga=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=example.com",
+                "_ga=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+                "_ga=; Max-Age=0; Path=/shop; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=example.com",
+                "_ga=; Max-Age=0; Path=/shop; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+            ]
+        );
+        assert_eq!(s.swept.len(), 1);
+        assert_eq!((s.cut, s.deferred.len()), (0, 0));
+    }
+
+    #[test]
+    fn secure_on_https_and_host_prefix() {
+        let list = [w("__Host-id", Some("example.com"), &["/a", "/b"]), w("__Secure-x", None, &["/"])];
+        let s = plan(&list, true, 32, |_| false);
+        assert_eq!(
+            texts(&s),
+            vec![
+                "__Host-id=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Secure",
+                "__Secure-x=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Secure",
+            ]
+        );
+        // The prefix check is case-insensitive, as in current browsers.
+        let list = [w("__HOST-id", Some("example.com"), &["/a"])];
+        assert_eq!(plan(&list, true, 32, |_| false).headers.len(), 1);
+    }
+
+    #[test]
+    fn budget_cuts_and_defers() {
+        let list = [w("a", Some("example.com"), &["/"]), w("b", None, &["/", "/x"]), w("c", None, &["/"])];
+        let s = plan(&list, false, 3, |_| false);
+        assert_eq!(s.headers.len(), 3);
+        // `a` took two, `b` got one of its two, `c` none.
+        assert_eq!(s.swept.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(), vec!["a", "b"]);
+        assert_eq!(s.deferred.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(), vec!["c"]);
+        assert_eq!(s.cut, 2);
+        assert!(plan(&list, false, 0, |_| false).headers.is_empty());
+    }
+
+    #[test]
+    fn never_necessary_never_skipped_names() {
+        let mut n = w("sessionid", None, &["/"]);
+        n.category = Some(CategoryId::NECESSARY);
+        let list = [n, w("_ga", None, &["/"]), w("_fbp", None, &["/"])];
+        let s = plan(&list, false, 32, |name| name == "_fbp");
+        assert_eq!(s.swept.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(), vec!["_ga"]);
+        assert_eq!(s.headers.len(), 1);
+    }
+
+    #[test]
+    fn nameless_and_unsafe_targets() {
+        let list = [w("", None, &["/"])];
+        assert_eq!(
+            texts(&plan(&list, false, 32, |_| false)),
+            vec!["=deleted; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT"]
+        );
+        assert!(deletion("a", None, "/x;Domain=evil.com", false).is_none());
+        assert!(deletion("a", None, "relative", false).is_none());
+        assert!(deletion("a", Some("evil.com; Secure"), "/", false).is_none());
+        assert!(deletion("a", Some(""), "/", false).is_none());
+        assert!(deletion("a\tb", None, "/", false).is_none());
+        // Unsafe paths are skipped, the rest still sent.
+        let list = [w("a", None, &["/ok", "/bad;x"])];
+        assert_eq!(plan(&list, false, 32, |_| false).headers.len(), 1);
+    }
+
+    #[test]
+    fn deletions_parse_as_deletions() {
+        let list = [w("_ga", Some("example.com"), &["/"])];
+        for h in plan(&list, true, 32, |_| false).headers {
+            let c = crate::set_cookie::SetCookie::parse(h.as_bytes()).unwrap();
+            assert_eq!(c.name(), b"_ga");
+            assert!(c.is_deletion(1_700_000_000));
+            assert!(c.secure());
+        }
+    }
+}
