@@ -56,11 +56,11 @@ use http::header::{
 };
 use http::uri::Authority;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use serde::Deserialize;
 
 use crate::banner::{self, Asset, CONSENT_PATH};
-use crate::body::{self, Body, BoxError};
+use crate::body::{self, Body};
 use crate::category::CategorySet;
 use crate::consent::{Consent, Format, State};
 use crate::policy::Policy;
@@ -99,11 +99,10 @@ pub fn is_endpoint(path: &str) -> bool {
 
 /// Answers a request under `/.consentry/`. Never panics; every failure is
 /// a short plain-text response with the matching status and a debug log.
-pub async fn handle<B>(req: Request<B>, site: &Site, cx: &EndpointContext) -> Response<Body>
-where
-    B: http_body::Body<Data = Bytes> + Send,
-    B::Error: Into<BoxError>,
-{
+///
+/// The body is the pipeline's boxed [`Body`]: a concrete type keeps this
+/// future `Send` without the higher-ranked bounds a generic body needs.
+pub async fn handle(req: Request<Body>, site: &Site, cx: &EndpointContext) -> Response<Body> {
     let path = req.uri().path().to_string();
     let head = req.method() == Method::HEAD;
     let response = match (path.as_str(), req.method()) {
@@ -397,20 +396,28 @@ pub fn consent_cookie(policy: &Policy, value: &str, host: &str, https: bool) -> 
     cookie
 }
 
-async fn read_body<B>(body: B, timeout: Duration) -> Result<Bytes, (StatusCode, &'static str)>
-where
-    B: http_body::Body<Data = Bytes> + Send,
-    B::Error: Into<BoxError>,
-{
-    let limited = Limited::new(body, MAX_BODY);
-    match tokio::time::timeout(timeout, limited.collect()).await {
-        Err(_) => Err((StatusCode::REQUEST_TIMEOUT, "request body too slow")),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            Err((StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))
+/// Reads the whole (small) body, refusing more than `MAX_BODY` bytes.
+///
+/// A hand-written loop rather than `http_body_util::Limited`: `Limited`'s
+/// `Into<Box<dyn Error>>` bound makes the proxy's request future fail the
+/// higher-ranked `Send` check (a known rustc limitation).
+async fn read_body(mut body: Body, timeout: Duration) -> Result<Bytes, (StatusCode, &'static str)> {
+    let read = async move {
+        let mut buf = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| (StatusCode::BAD_REQUEST, "could not read request body"))?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > MAX_BODY {
+                    return Err((StatusCode::PAYLOAD_TOO_LARGE, "request body too large"));
+                }
+                buf.extend_from_slice(&data);
+            }
         }
-        Ok(Err(_)) => Err((StatusCode::BAD_REQUEST, "could not read request body")),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-    }
+        Ok(buf.freeze())
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or(Err((StatusCode::REQUEST_TIMEOUT, "request body too slow")))
 }
 
 fn media_type(headers: &HeaderMap) -> String {
@@ -423,11 +430,7 @@ fn media_type(headers: &HeaderMap) -> String {
 }
 
 /// `POST /.consentry/consent`.
-async fn post_consent<B>(req: Request<B>, site: &Site, cx: &EndpointContext) -> Response<Body>
-where
-    B: http_body::Body<Data = Bytes> + Send,
-    B::Error: Into<BoxError>,
-{
+async fn post_consent(req: Request<Body>, site: &Site, cx: &EndpointContext) -> Response<Body> {
     let policy = &*site.policy;
     if policy.consent.format != Format::Consentry {
         // The site reads another consent manager's cookie: a consentry
@@ -666,7 +669,7 @@ enabled = true
         site: &Site,
         cx: &EndpointContext,
     ) -> Response<Body> {
-        require_send(handle(req.body(Full::new(Bytes::from(body.to_string()))).unwrap(), site, cx)).await
+        require_send(handle(req.body(crate::body::full(body.to_string())).unwrap(), site, cx)).await
     }
 
     async fn text(res: Response<Body>) -> String {
@@ -931,7 +934,7 @@ enabled = true
         assert!(set_cookie(&res).is_empty());
         let req = post("", "application/x-www-form-urlencoded").header("sec-fetch-site", "cross-site");
         // `post` already set same-origin: a second value must not help.
-        let mut built = req.body(Full::new(Bytes::from("choice=accept-all"))).unwrap();
+        let mut built = req.body(crate::body::full("choice=accept-all")).unwrap();
         built.headers_mut().insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
         let res = handle(built, &site, &cx()).await;
         assert_eq!(res.status(), StatusCode::FORBIDDEN);
@@ -965,7 +968,7 @@ enabled = true
         let chunks: Vec<Result<http_body::Frame<Bytes>, std::io::Error>> =
             (0..20).map(|_| Ok(http_body::Frame::data(Bytes::from(vec![b'x'; 1024])))).collect();
         let req = post("", "application/x-www-form-urlencoded")
-            .body(StreamBody::new(futures_util::stream::iter(chunks)))
+            .body(crate::body::boxed(StreamBody::new(futures_util::stream::iter(chunks))))
             .unwrap();
         assert_eq!(handle(req, &site, &cx()).await.status(), StatusCode::PAYLOAD_TOO_LARGE);
         // A site reading another consent manager's cookie has no endpoint.
@@ -979,7 +982,9 @@ enabled = true
     async fn slow_bodies_time_out() {
         // A short timeout stands in for BODY_TIMEOUT; the body never ends.
         let never = futures_util::stream::pending::<Result<http_body::Frame<Bytes>, std::io::Error>>();
-        let err = read_body(StreamBody::new(never), Duration::from_millis(10)).await.unwrap_err();
+        let err = read_body(crate::body::boxed(StreamBody::new(never)), Duration::from_millis(10))
+            .await
+            .unwrap_err();
         assert_eq!(err.0, StatusCode::REQUEST_TIMEOUT);
     }
 

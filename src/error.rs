@@ -23,9 +23,6 @@ pub enum ProxyError {
     /// No configured site has this host.
     #[error("no site is configured for host {0:?}")]
     UnknownHost(String),
-    /// A path under the reserved `/.consentry/` prefix that nothing serves.
-    #[error("no consentry endpoint at {0:?}")]
-    ReservedPath(String),
     /// A method a reverse proxy does not forward (`CONNECT`).
     #[error("method {0} is not forwarded")]
     MethodNotAllowed(String),
@@ -70,7 +67,6 @@ impl ProxyError {
         match self {
             ProxyError::MissingHost | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
-            ProxyError::ReservedPath(_) => StatusCode::NOT_FOUND,
             ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::OriginUnreachable { .. } | ProxyError::OriginFailed { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::OriginTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -83,7 +79,6 @@ impl ProxyError {
         match self {
             ProxyError::MissingHost => "the request names no host",
             ProxyError::UnknownHost(_) => "no site is configured for this host",
-            ProxyError::ReservedPath(_) => "not found",
             ProxyError::MethodNotAllowed(_) => "method not allowed",
             ProxyError::BadRequest(_) => "bad request",
             ProxyError::OriginUnreachable { .. } => "the site's server cannot be reached",
@@ -129,7 +124,6 @@ mod tests {
             (ProxyError::MissingHost, 400),
             (ProxyError::BadRequest("x".into()), 400),
             (ProxyError::UnknownHost("x.test".into()), 421),
-            (ProxyError::ReservedPath("/.consentry/x".into()), 404),
             (ProxyError::MethodNotAllowed("CONNECT".into()), 405),
             (ProxyError::OriginUnreachable { origin: origin.clone(), source: io() }, 502),
             (ProxyError::OriginFailed { origin: origin.clone(), source: io() }, 502),

@@ -20,6 +20,7 @@ use hyper::body::Incoming;
 use crate::access_log::{self, Record};
 use crate::body::{self, Body};
 use crate::consent;
+use crate::consent_endpoint::{self, EndpointContext};
 use crate::cookie::CookieJar;
 use crate::decision::Decisions;
 use crate::error::ProxyError;
@@ -32,10 +33,6 @@ use crate::response_headers::{self, ResponseContext};
 use crate::route;
 use crate::server::Shared;
 use crate::snapshot::Snapshot;
-
-/// The path prefix reserved for consentry's own endpoints (banner assets,
-/// the consent endpoint). Requests under it never reach the origin.
-pub const RESERVED_PREFIX: &str = "/.consentry/";
 
 /// Handles one request: runs the pipeline, answers errors, and wraps the
 /// response so the access log and accounting see it finish.
@@ -77,12 +74,6 @@ async fn pipeline(
     let host_name = route::normalize_host(&host);
     let policy = &site.policy;
 
-    // consentry's own endpoints: the one place they are answered.
-    if parts.uri.path().starts_with(RESERVED_PREFIX) {
-        // TODO(banner): serve the banner assets and the consent endpoint here.
-        return Err(ProxyError::ReservedPath(parts.uri.path().to_string()));
-    }
-
     // Stage 4, consent.
     let consent = {
         let jar = CookieJar::from_headers(&parts.headers);
@@ -90,6 +81,19 @@ async fn pipeline(
         consent::read(&policy.consent, &jar, gpc, SystemTime::now())
     };
     tracing::debug!(request_id = %request_id, consent = consent.state.name(), "consent read");
+
+    // consentry's own endpoints (banner assets, the consent endpoint): the
+    // one place they are answered. They never reach the origin.
+    if consent_endpoint::is_endpoint(parts.uri.path()) {
+        let cx = EndpointContext {
+            https: conn.https,
+            client_ip: Some(conn.peer.ip()),
+            now: SystemTime::now(),
+            consent,
+            receipts: shared.receipts.clone(),
+        };
+        return Ok(consent_endpoint::handle(Request::from_parts(parts, body), &site, &cx).await);
+    }
 
     // Stage 5, request filter (remembers withdrawn cookies for the sweep).
     let mut decisions = Decisions::new();

@@ -11,9 +11,8 @@
 //! # }
 //! ```
 //!
-//! Listen addresses may use port 0; [`Running`] reports the bound ones.
-//! The admin API is not bound yet: its listener arrives with the admin
-//! module.
+//! Listen addresses may use port 0; [`Running`] reports the bound ones,
+//! the admin API's included.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -24,10 +23,12 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-use crate::account::Account;
+use crate::account::{self, Account};
+use crate::admin::{self, AdminState};
 use crate::config::ConfigError;
 use crate::forward::Forwarder;
 use crate::listen;
+use crate::receipts::ReceiptWriter;
 use crate::shutdown::Tasks;
 use crate::snapshot::{Snapshot, Store};
 use crate::tls;
@@ -43,6 +44,10 @@ pub struct Shared {
     pub forwarder: Forwarder,
     /// Spawned tasks and shutdown signals.
     pub tasks: Tasks,
+    /// Proof-of-consent writer, when `[receipts] path` is set.
+    pub receipts: Option<Arc<ReceiptWriter>>,
+    /// Readiness, as the admin API reports it.
+    pub admin: AdminState,
 }
 
 /// Why the server did not start.
@@ -63,6 +68,15 @@ pub enum StartError {
     /// The TLS configuration could not be built.
     #[error("tls: {0}")]
     Tls(#[from] rustls::Error),
+    /// The receipts file could not be opened.
+    #[error("receipts file {path}: {source}")]
+    Receipts {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn display_all(errors: &[ConfigError]) -> String {
@@ -76,6 +90,8 @@ pub struct Running {
     pub http_addr: Option<SocketAddr>,
     /// Bound HTTPS address.
     pub https_addr: Option<SocketAddr>,
+    /// Bound admin API address.
+    pub admin_addr: Option<SocketAddr>,
     /// The configuration store: reloads swap snapshots into it.
     pub store: Arc<Store>,
     /// Shared request state.
@@ -101,15 +117,17 @@ pub async fn start(config: &Path) -> Result<Running, StartError> {
 pub async fn start_with(snapshot: Snapshot) -> Result<Running, StartError> {
     let listen = snapshot.listen.clone();
     let max_connections = snapshot.limits.max_connections.max(1);
-    if let Some(admin) = listen.admin {
-        tracing::warn!(%admin, "the admin API is not available in this build; [admin] listen is ignored");
-    }
+    let receipts = open_receipts(&snapshot)?;
+    let account = Arc::new(Account::from_snapshot(&snapshot));
     let store = Arc::new(Store::new(snapshot));
+    let admin_state = AdminState::new(store.clone(), account.clone());
     let shared = Arc::new(Shared {
         store: store.clone(),
-        account: Arc::new(Account::default()),
+        account,
         forwarder: Forwarder::new(),
         tasks: Tasks::new(),
+        receipts,
+        admin: admin_state.clone(),
     });
     // One budget for both listeners: it bounds the process, not a port.
     let permits = Arc::new(Semaphore::new(max_connections));
@@ -125,9 +143,14 @@ pub async fn start_with(snapshot: Snapshot) -> Result<Running, StartError> {
         Some(addr) => Some((bind(addr).await?, TlsAcceptor::from(tls::server_config(store.clone())?))),
         None => None,
     };
+    let admin = match listen.admin {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
     let local = |l: &TcpListener| l.local_addr().ok();
     let http_addr = http.as_ref().and_then(local);
     let https_addr = https.as_ref().and_then(|(l, _)| local(l));
+    let admin_addr = admin.as_ref().and_then(local);
     if let Some(listener) = http {
         tracing::info!(http = %listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), "listening");
         shared.tasks.spawn(listen::accept_loop(listener, None, shared.clone(), permits.clone()));
@@ -136,7 +159,31 @@ pub async fn start_with(snapshot: Snapshot) -> Result<Running, StartError> {
         tracing::info!(https = %listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), "listening");
         shared.tasks.spawn(listen::accept_loop(listener, Some(acceptor), shared.clone(), permits));
     }
-    Ok(Running { http_addr, https_addr, store, shared })
+    if let Some(listener) = admin {
+        tracing::info!(admin = %listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), "listening");
+        // The admin API stops when draining starts; readiness is withdrawn
+        // just before (see `Running::shutdown_within`).
+        let tasks = shared.tasks.clone();
+        shared.tasks.spawn(admin::serve(
+            listener,
+            admin_state.clone(),
+            async move { tasks.draining().await },
+        ));
+    }
+    admin_state.set_ready(true);
+    Ok(Running { http_addr, https_addr, admin_addr, store, shared })
+}
+
+/// Opens the receipts file named by the config, resolved against the
+/// config's directory like every other path in it.
+fn open_receipts(snapshot: &Snapshot) -> Result<Option<Arc<ReceiptWriter>>, StartError> {
+    let Some(path) = &snapshot.receipts.path else {
+        return Ok(None);
+    };
+    let path = account::config_dir(snapshot).join(path);
+    ReceiptWriter::open(&path, snapshot.receipts.max_bytes)
+        .map(|w| Some(Arc::new(w)))
+        .map_err(|source| StartError::Receipts { path, source })
 }
 
 impl Running {
@@ -151,6 +198,7 @@ impl Running {
     pub async fn shutdown_within(self, grace: Duration) -> Stopped {
         let tasks = self.shared.tasks.clone();
         tracing::info!(grace = ?grace, in_flight = tasks.len(), "shutting down");
+        self.shared.admin.set_ready(false);
         tasks.drain();
         let stopped = if tokio::time::timeout(grace, tasks.wait()).await.is_ok() {
             Stopped::Drained
@@ -160,6 +208,9 @@ impl Running {
             tasks.wait().await;
             Stopped::GraceExpired
         };
+        if !self.shared.account.flush_audit(Duration::from_secs(2)) {
+            tracing::warn!("audit log not fully flushed at shutdown");
+        }
         tracing::info!(?stopped, "stopped");
         stopped
     }

@@ -84,9 +84,15 @@ async fn reserved_prefix_is_answered_by_consentry() {
         let origin = demo_origin().await;
         let proxy = proxy().origin(&origin).run().await;
         let mut client = proxy.http1().await;
+        // The consent endpoint answers with the current decision...
         let response = client.get("/.consentry/consent").await;
+        assert_eq!(response.status, StatusCode::OK);
+        assert_eq!(response.headers["content-type"], "application/json");
+        assert!(String::from_utf8_lossy(&response.body).contains(r#""state":"missing""#));
+        // ...and an unknown path under the prefix is consentry's own 404,
+        // not the origin's (which is HTML).
+        let response = client.get("/.consentry/nothing-here").await;
         assert_eq!(response.status, StatusCode::NOT_FOUND);
-        // The origin's 404 is HTML; this one is consentry's own.
         assert_eq!(response.headers["content-type"], "text/plain; charset=utf-8");
     })
     .await;
