@@ -605,7 +605,7 @@ mod tests {
     use crate::config::Source;
     use crate::presets::Presets;
     use crate::route::{HostSet, Origin};
-    use http_body_util::{Full, StreamBody};
+    use http_body_util::StreamBody;
     use std::path::PathBuf;
 
     const POLICY: &str = r#"
