@@ -61,6 +61,13 @@ pub enum RuleOrigin {
     Preset(String),
 }
 
+impl RuleOrigin {
+    /// Whether the rule is the policy's own (not a preset's).
+    pub fn is_config(&self) -> bool {
+        matches!(self, RuleOrigin::Config { .. })
+    }
+}
+
 impl std::fmt::Display for RuleOrigin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -151,7 +158,20 @@ fn pattern_regex(text: &str) -> Result<Option<String>, String> {
     }
     if text.len() >= 2 && text.starts_with('/') && text.ends_with('/') {
         let inner = &text[1..text.len() - 1];
-        regex_syntax::Parser::new().parse(inner).map_err(|e| format!("bad regex {text:?}: {e}"))?;
+        if inner.is_empty() {
+            return Err("empty regex \"//\"".into());
+        }
+        // The parser's own Display spans several lines (pattern, caret);
+        // a config error is one line, so keep only what is wrong.
+        regex_syntax::Parser::new().parse(inner).map_err(|e| {
+            let why = match &e {
+                regex_syntax::Error::Parse(e) => e.kind().to_string(),
+                regex_syntax::Error::Translate(e) => e.kind().to_string(),
+                other => other.to_string(),
+            };
+            format!("bad regex {text:?}: {why}")
+        })?;
+        Regex::new(inner).map_err(|e| format!("bad regex {text:?}: {e}"))?;
         return Ok(Some(inner.to_string()));
     }
     if text.contains(['*', '?', '[', '{']) {
@@ -165,6 +185,21 @@ fn pattern_regex(text: &str) -> Result<Option<String>, String> {
 }
 
 /// Every cookie rule of a policy, ready for lookup.
+///
+/// Precedence, when several rules name the same cookie (documented for
+/// users in `config/presets/README.md`):
+///
+/// 1. the policy's own rules (`[[policy.NAME.cookie]]`, a child policy's
+///    before those it `extends`) beat every preset rule, whatever their kind;
+/// 2. within the same tier, an exact name beats a glob or `/regex/`;
+/// 3. then the earlier rule wins: file order for the policy's own rules,
+///    the order of `presets = [...]` for presets;
+/// 4. a rule with a `domain` only applies to cookies of that domain (or a
+///    subdomain), so a later rule may still catch cookies it skips.
+///
+/// Built-in presets never disagree on the category of a cookie they both
+/// name (a test checks it), so rule 3 only changes the provider/purpose
+/// shown for such a cookie, never the decision.
 #[derive(Debug, Clone, Default)]
 pub struct CookieRules {
     rules: Vec<CookieRule>,
@@ -174,7 +209,8 @@ pub struct CookieRules {
 }
 
 impl CookieRules {
-    /// Builds the lookup structures. Rules earlier in `rules` win.
+    /// Builds the lookup structures. `rules` are in precedence order: the
+    /// policy's own rules first, then preset rules.
     pub fn new(rules: Vec<CookieRule>) -> Result<CookieRules, String> {
         let mut exact: HashMap<String, Vec<usize>> = HashMap::new();
         let mut regexes = Vec::new();
@@ -196,23 +232,36 @@ impl CookieRules {
         Ok(CookieRules { rules, exact, patterns, pattern_rules })
     }
 
-    /// The rule for a cookie: exact names first, then patterns, each in rule
-    /// order, skipping rules whose `domain` does not cover `domain`.
+    /// The rule for a cookie whose effective domain (its `Domain`, or the
+    /// request host) is `domain`, by the precedence described on
+    /// [`CookieRules`].
     pub fn classify(&self, name: &str, domain: &str) -> Option<&CookieRule> {
-        if let Some(ids) = self.exact.get(name)
-            && let Some(rule) = ids.iter().map(|&i| &self.rules[i]).find(|r| r.applies_to_domain(domain))
+        let exact = self
+            .exact
+            .get(name)
+            .and_then(|ids| ids.iter().copied().find(|&i| self.rules[i].applies_to_domain(domain)));
+        // A config-tier exact match cannot be beaten: skip the patterns.
+        if let Some(i) = exact
+            && self.rules[i].origin.is_config()
         {
-            return Some(rule);
+            return Some(&self.rules[i]);
         }
-        let set = self.patterns.as_ref()?;
-        // `is_match` needs no allocation; most names match no pattern.
-        if !set.is_match(name.as_bytes()) {
-            return None;
-        }
-        set.matches(name.as_bytes())
-            .iter()
-            .map(|p| &self.rules[self.pattern_rules[p]])
-            .find(|r| r.applies_to_domain(domain))
+        let pattern = self.patterns.as_ref().and_then(|set| {
+            // `is_match` needs no allocation; most names match no pattern.
+            if !set.is_match(name.as_bytes()) {
+                return None;
+            }
+            set.matches(name.as_bytes())
+                .iter()
+                .map(|p| self.pattern_rules[p])
+                .find(|&i| self.rules[i].applies_to_domain(domain))
+        });
+        let winner = match (exact, pattern) {
+            (Some(_), Some(p)) if self.rules[p].origin.is_config() => Some(p),
+            (Some(e), _) => Some(e),
+            (None, p) => p,
+        };
+        winner.map(|i| &self.rules[i])
     }
 
     /// Every rule, in precedence order.
@@ -610,6 +659,9 @@ pub fn compile(
                     errors
                         .push(at(d.span(), format!("bad category name {n:?}: use letters, digits, - and _")));
                 }
+                if def.max_cookie_days == Some(0) {
+                    errors.push(at(d.span(), format!("category {n:?}: max_cookie_days must be at least 1")));
+                }
                 let cat = Category {
                     name: n.clone(),
                     description: def.description.clone(),
@@ -719,11 +771,13 @@ pub fn compile(
         .union(CategorySet::NECESSARY_ONLY);
     let hmac_key = match (&consent_raw.hmac_key, &consent_raw.hmac_key_env) {
         (Some(key), _) => Some(key.as_bytes().to_vec()),
-        (None, Some(var)) => match std::env::var(var) {
+        (None, Some(var)) => match std::env::var(var.get_ref()) {
             Ok(key) if !key.is_empty() => Some(key.into_bytes()),
             _ => {
-                errors
-                    .push(source.error(format!("policy {name}: hmac_key_env names {var}, which is not set")));
+                errors.push(at(
+                    var.span(),
+                    format!("hmac_key_env names {:?}, which is not set or empty", var.get_ref()),
+                ));
                 None
             }
         },
@@ -740,6 +794,10 @@ pub fn compile(
         outside_region,
         cookie_domain: consent_raw.cookie_domain.clone(),
     };
+
+    if let Some(own) = policies.get(name) {
+        duplicates(source, own.get_ref(), &mut errors);
+    }
 
     // Rules: the config's own first, then presets in the order listed.
     let mut cookie_rules = Vec::new();
@@ -766,6 +824,12 @@ pub fn compile(
             if let Err(e) = pattern_regex(rule.name.get_ref()) {
                 errors.push(src.error_at(rule.name.span(), e));
                 continue;
+            }
+            if rule.max_days == Some(0) {
+                errors.push(src.error_at(c.span(), "max_days must be at least 1"));
+            }
+            if let Some(path) = rule.paths.iter().find(|p| !p.starts_with('/')) {
+                errors.push(src.error_at(c.span(), format!("cookie path {path:?} must start with /")));
             }
             let line = crate::config::line_column(&src.text, c.span().start).0;
             let paths = if rule.paths.is_empty() { vec!["/".to_string()] } else { rule.paths.clone() };
@@ -825,9 +889,13 @@ pub fn compile(
         match presets.get(p.get_ref()) {
             None => {
                 let known: Vec<_> = presets.iter().map(|p| p.name.as_str()).collect();
+                let hint = match closest(p.get_ref(), &known) {
+                    Some(near) => format!("did you mean {near:?}? "),
+                    None => String::new(),
+                };
                 errors.push(at(
                     p.span(),
-                    format!("unknown preset {:?} (known: {})", p.get_ref(), known.join(", ")),
+                    format!("unknown preset {:?} ({hint}known: {})", p.get_ref(), known.join(", ")),
                 ));
             }
             Some(loaded) => {
@@ -932,6 +1000,69 @@ pub fn compile(
         banner,
         presets: preset_names,
     })
+}
+
+/// Two rules of one `[policy.NAME]` table for the same cookie (name and
+/// domain) or the same resource `match` are a mistake: only the first would
+/// ever apply. (A child policy overriding what it `extends` is not: that is
+/// what `extends` is for.)
+fn duplicates(source: &Source, policy: &config::Policy, errors: &mut Vec<ConfigError>) {
+    let line = |span: std::ops::Range<usize>| config::line_column(&source.text, span.start).0;
+    let mut cookies: HashMap<(&str, Option<String>), usize> = HashMap::new();
+    for c in &policy.cookie {
+        let rule = c.get_ref();
+        let domain = rule.domain.as_ref().map(|d| d.trim_start_matches('.').to_ascii_lowercase());
+        let key = (rule.name.get_ref().as_str(), domain);
+        if let Some(first) = cookies.get(&key) {
+            errors.push(source.error_at(
+                rule.name.span(),
+                format!("duplicate cookie rule {:?}: already at line {first}", rule.name.get_ref()),
+            ));
+        } else {
+            cookies.insert(key, line(c.span()));
+        }
+    }
+    let mut resources: HashMap<String, usize> = HashMap::new();
+    for r in &policy.resource {
+        let rule = r.get_ref();
+        let key = match ResourceMatch::parse(rule.matches.get_ref()) {
+            Ok(m) => format!("{m:?}"),
+            Err(_) => continue,
+        };
+        if let Some(first) = resources.get(&key) {
+            errors.push(source.error_at(
+                rule.matches.span(),
+                format!("duplicate resource rule {:?}: already at line {first}", rule.matches.get_ref()),
+            ));
+        } else {
+            resources.insert(key, line(r.span()));
+        }
+    }
+}
+
+/// The known name closest to a misspelt one, if it is close enough to be
+/// a plausible typo (edit distance at most a third of its length).
+fn closest<'a>(wrong: &str, known: &[&'a str]) -> Option<&'a str> {
+    let distance = |a: &str, b: &str| -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let cur = row[j + 1];
+                row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+                prev = cur;
+            }
+        }
+        row[b.len()]
+    };
+    known
+        .iter()
+        .map(|k| (distance(wrong, k), *k))
+        .filter(|(d, _)| *d > 0 && *d * 3 <= wrong.chars().count().max(3))
+        .min()
+        .map(|(_, k)| k)
 }
 
 /// `[policy.NAME]` with everything it `extends` merged in: the child's

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use serde::Deserialize;
 use serde_spanned::Spanned;
@@ -62,17 +63,23 @@ pub struct Presets {
 }
 
 impl Presets {
-    /// The built-in presets only.
+    /// The built-in presets only. They are parsed once per process (they
+    /// are part of the binary and cannot change) and cloned from then on.
     pub fn builtin() -> Result<Presets, ConfigError> {
-        let mut presets = Presets::default();
-        for (name, text) in generated::BUILTIN {
-            let source = Source {
-                path: PathBuf::from(format!("<builtin>/config/presets/{name}.toml")),
-                text: (*text).to_string(),
-            };
-            presets.add(name, source)?;
-        }
-        Ok(presets)
+        static BUILTIN: OnceLock<Result<Presets, ConfigError>> = OnceLock::new();
+        BUILTIN
+            .get_or_init(|| {
+                let mut presets = Presets::default();
+                for (name, text) in generated::BUILTIN {
+                    let source = Source {
+                        path: PathBuf::from(format!("<builtin>/config/presets/{name}.toml")),
+                        text: (*text).to_string(),
+                    };
+                    presets.add(name, source)?;
+                }
+                Ok(presets)
+            })
+            .clone()
     }
 
     /// The built-in presets plus every `*.toml` file in `dir`.
