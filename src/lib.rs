@@ -28,6 +28,7 @@ pub mod cookie;
 pub mod decision;
 pub mod policy;
 pub mod presets;
+pub mod reload;
 pub mod request_filter;
 pub mod response_body;
 pub mod response_headers;
