@@ -910,9 +910,13 @@ pub fn compile(
                     &mut preset_errors,
                 );
                 // A preset naming a category this policy lacks is an error
-                // at the place the preset is used.
+                // at the place the preset is used, once per distinct problem
+                // (with the first place in the preset that has it).
+                let mut seen = std::collections::HashSet::new();
                 for e in preset_errors {
-                    errors.push(at(p.span(), format!("preset {:?}: {}", p.get_ref(), e)));
+                    if seen.insert(e.message.clone()) {
+                        errors.push(at(p.span(), format!("preset {:?}: {}", p.get_ref(), e)));
+                    }
                 }
                 preset_names.push(p.get_ref().clone());
             }
@@ -1224,6 +1228,146 @@ category = "functional"
         assert_eq!(p.classify_cookie("x", "a").0, p.categories.id("functional"));
         let cyclic = "[policy.default]\nextends = \"b\"\n[policy.b]\nextends = \"default\"\n";
         assert!(compile_str(cyclic).unwrap_err()[0].message.contains("cycle"));
+    }
+
+    #[test]
+    fn site_rules_beat_presets_then_exact_beats_pattern_then_order() {
+        let presets = Presets::builtin().unwrap();
+        let compile = |body: &str| {
+            let text = format!("[policy.default]\n{body}");
+            let source = Source { path: PathBuf::from("t.toml"), text };
+            let file = source.parse().unwrap();
+            compile("default", &source, &file.policy, &presets).unwrap()
+        };
+        let describe = |p: &Policy, name: &str, domain: &str| {
+            let (id, basis) = p.classify_cookie(name, domain);
+            (id.map(|id| p.categories.name(id).to_string()).unwrap_or_default(), basis.describe())
+        };
+        // A site glob beats a preset's exact name.
+        let p = compile(
+            "presets = [\"google-analytics\"]\n[[policy.default.cookie]]\nname = \"_g*\"\ncategory = \"functional\"\n",
+        );
+        assert_eq!(describe(&p, "_gid", "a.com"), ("functional".into(), "_g* (config line 3)".into()));
+        // A domain-restricted site rule only takes its domain.
+        let p = compile(
+            "presets = [\"cloudflare\"]\n[[policy.default.cookie]]\nname = \"_cfuvid\"\ncategory = \"functional\"\ndomain = \".calendly.com\"\n",
+        );
+        assert_eq!(describe(&p, "_cfuvid", "calendly.com").0, "functional");
+        assert_eq!(describe(&p, "_cfuvid", "assets.calendly.com").0, "functional");
+        assert_eq!(
+            describe(&p, "_cfuvid", "www.callkom.io"),
+            ("necessary".into(), "_cfuvid (preset cloudflare)".into())
+        );
+        // Among presets: exact beats glob whatever the order...
+        for order in ["\"amplitude\", \"google-analytics\"", "\"google-analytics\", \"amplitude\""] {
+            let p = compile(&format!("presets = [{order}]\n"));
+            assert_eq!(describe(&p, "AMP_TOKEN", "a.com").1, "AMP_TOKEN (preset google-analytics)");
+        }
+        // ... and for the same exact name the first preset listed names it.
+        let p = compile("presets = [\"hubspot\", \"cloudflare\"]\n");
+        assert_eq!(describe(&p, "__cfruid", "a.com").1, "__cfruid (preset hubspot)");
+        let p = compile("presets = [\"cloudflare\", \"hubspot\"]\n");
+        assert_eq!(describe(&p, "__cfruid", "a.com").1, "__cfruid (preset cloudflare)");
+        // Within the site's rules, exact beats pattern, then file order.
+        let p = compile(
+            "[[policy.default.cookie]]\nname = \"/^x/\"\ncategory = \"analytics\"\n[[policy.default.cookie]]\nname = \"x1\"\ncategory = \"functional\"\n[[policy.default.cookie]]\nname = \"x*\"\ncategory = \"advertising\"\n",
+        );
+        assert_eq!(describe(&p, "x1", "a.com").0, "functional");
+        assert_eq!(describe(&p, "x2", "a.com").0, "analytics");
+    }
+
+    mod determinism {
+        use super::*;
+        use proptest::prelude::*;
+        use std::sync::OnceLock;
+
+        const TEXT: &str = r#"
+[policy.default]
+presets = ["google-analytics", "google-ads", "hubspot", "hotjar", "matomo", "amplitude", "cloudflare", "youtube"]
+[[policy.default.cookie]]
+name = "/^sess(ion)?_[0-9a-f]{8}$/"
+category = "necessary"
+[[policy.default.cookie]]
+name = "pref_*"
+category = "functional"
+[[policy.default.cookie]]
+name = "lang"
+category = "functional"
+domain = "example.com"
+[[policy.default.resource]]
+match = "cdn.example.net"
+category = "necessary"
+"#;
+
+        /// The same text compiled twice (and once more per case) decides
+        /// every name and host identically: nothing depends on hash-map
+        /// iteration order or on anything but the text.
+        fn twice() -> &'static (Policy, Policy) {
+            static P: OnceLock<(Policy, Policy)> = OnceLock::new();
+            P.get_or_init(|| {
+                let one = || {
+                    let source = Source { path: PathBuf::from("d.toml"), text: TEXT.to_string() };
+                    let file = source.parse().unwrap();
+                    compile("default", &source, &file.policy, &Presets::builtin().unwrap()).unwrap()
+                };
+                (one(), one())
+            })
+        }
+
+        fn decide(p: &Policy, name: &str, host: &str) -> (Option<CategoryId>, String, Option<String>) {
+            let (id, basis) = p.classify_cookie(name, host);
+            let resource = p.resources.classify_url(host, "/x").map(|r| r.pattern.clone());
+            (id, basis.describe(), resource)
+        }
+
+        fn name() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::sample::select(vec![
+                    "_ga",
+                    "_ga_ABC",
+                    "_gid",
+                    "__hstc",
+                    "_hjSession_1",
+                    "_pk_id.1.ab",
+                    "AMP_TOKEN",
+                    "AMP_x",
+                    "__cf_bm",
+                    "_gcl_au",
+                    "lang",
+                    "pref_x",
+                    "session_0123abcd",
+                    "consentry",
+                    "YSC",
+                ])
+                .prop_map(str::to_string),
+                "[A-Za-z0-9_.\\-]{0,24}",
+            ]
+        }
+
+        fn host() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::sample::select(vec![
+                    "example.com",
+                    "www.example.com",
+                    "youtube.com",
+                    "www.youtube.com",
+                    "cdn.example.net",
+                    "www.google-analytics.com",
+                    "challenges.cloudflare.com",
+                    "js.hs-scripts.com",
+                ])
+                .prop_map(str::to_string),
+                "[a-z]{1,8}(\\.[a-z]{1,8}){0,3}",
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn compiling_twice_decides_the_same(name in name(), host in host()) {
+                let (a, b) = twice();
+                prop_assert_eq!(decide(a, &name, &host), decide(b, &name, &host));
+            }
+        }
     }
 
     #[test]
