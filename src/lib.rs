@@ -26,6 +26,7 @@ pub mod config;
 pub mod consent;
 pub mod cookie;
 pub mod decision;
+pub mod explain;
 pub mod policy;
 pub mod presets;
 pub mod reload;
