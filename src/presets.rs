@@ -211,6 +211,31 @@ mod tests {
     }
 
     #[test]
+    fn a_user_preset_replaces_the_builtin_of_the_same_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("hotjar.toml"),
+            "provider = \"Hotjar (self-reviewed)\"\n[[cookie]]\nname = \"_hjid\"\ncategory = \"functional\"\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not a preset").unwrap();
+        let presets = Presets::with_dir(dir.path()).unwrap();
+        let hotjar = presets.get("hotjar").unwrap();
+        assert_eq!(hotjar.preset.provider, "Hotjar (self-reviewed)");
+        assert_eq!(hotjar.source.path, dir.path().join("hotjar.toml"));
+        assert_eq!(presets.files, vec![dir.path().join("hotjar.toml")]);
+        assert!(presets.get("google-analytics").is_some(), "the other built-ins stay");
+
+        std::fs::write(dir.path().join("broken.toml"), "provider = 1\n").unwrap();
+        let err = Presets::with_dir(dir.path()).unwrap_err();
+        assert_eq!(
+            (err.file.clone(), err.line, err.column),
+            (dir.path().join("broken.toml"), 1, 12),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn all_presets_compile_together() {
         let policy = everything();
         assert!(policy.cookies.rules().len() > 150, "{}", policy.cookies.rules().len());
