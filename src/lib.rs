@@ -16,7 +16,8 @@
 //!
 //! [`proxy`] is the glue that calls the stages in that order for each
 //! request. Around it: [`config`] (the file as written) and [`policy`] (the
-//! compiled rules), [`reload`] (hot reload), [`admin`] (the admin API),
+//! compiled rules, built-in [`presets`]), [`reload`] (hot reload), [`explain`]
+//! (what the policy decides for one request, and why), [`admin`] (the admin API),
 //! [`error`] (the one place errors become status codes).
 
 pub mod account;

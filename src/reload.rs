@@ -17,7 +17,8 @@
 //!   directory sees both. Watched directories are the config's own, the
 //!   directory of each file in [`Snapshot::files`] (user presets,
 //!   certificates, CA files) and the user presets directory itself; the
-//!   set is re-synced after each reload, since the file may name new ones.
+//!   set is re-synced after each reload, since the file may name new ones,
+//!   and a directory replaced by another inode is watched afresh.
 //! - **debounced.** One save is several events (create, write, rename,
 //!   chmod), and a ConfigMap swap touches several entries. After the first
 //!   event the watcher waits until events stop for [`Options::debounce`]
@@ -38,8 +39,9 @@
 //! dozen lines over a channel, simpler than pulling in a debouncer crate
 //! whose rename handling we would have to work around for symlink swaps.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -203,7 +205,7 @@ pub fn spawn_watcher_with(
     watcher
         .watch(&config_dir, RecursiveMode::NonRecursive)
         .map_err(|source| WatchError::Watch { path: config_dir.clone(), source })?;
-    let mut watched = BTreeSet::from([config_dir]);
+    let mut watched = BTreeMap::from([(config_dir.clone(), identity(&config_dir))]);
     sync_watches(&mut watcher, &mut watched, &path, &store.load());
 
     let signal_task = if options.sighup {
@@ -264,7 +266,8 @@ struct Loop {
     store: Arc<Store>,
     path: PathBuf,
     watcher: RecommendedWatcher,
-    watched: BTreeSet<PathBuf>,
+    /// Watched directories and the (device, inode) they had when watched.
+    watched: BTreeMap<PathBuf, Option<(u64, u64)>>,
     options: Options,
     checks: Arc<AtomicU64>,
     /// Fingerprint of the files at the last reload attempt; `None` forces
@@ -306,19 +309,19 @@ impl Loop {
             return;
         };
         self.last_seen = Some(seen);
+        let after = self.store.load();
         match result {
             None => tracing::debug!(config = %self.path.display(), "watched files unchanged; no reload"),
-            Some(Ok(_)) => {
-                let after = self.store.load();
-                if after.files != before.files {
-                    // The fingerprint covered the old file list; the next
-                    // event must compare against the new one.
-                    self.last_seen = None;
-                }
-                sync_watches(&mut self.watcher, &mut self.watched, &self.path, &after);
+            Some(Ok(_)) if after.files != before.files => {
+                // The fingerprint covered the old file list; the next event
+                // must compare against the new one.
+                self.last_seen = None;
             }
-            Some(Err(_)) => {}
+            Some(_) => {}
         }
+        // Every time, not only after a reload: a watched directory may have
+        // been replaced by one with identical content.
+        sync_watches(&mut self.watcher, &mut self.watched, &self.path, &after);
     }
 }
 
@@ -364,24 +367,42 @@ fn wanted_dirs(config: &Path, snapshot: &Snapshot) -> BTreeSet<PathBuf> {
     dirs
 }
 
+/// The (device, inode) of a directory, following symlinks: what a watch is
+/// really attached to.
+fn identity(dir: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
+}
+
 /// Watches the directories the snapshot needs and unwatches the others.
-/// A directory that cannot be watched is logged and retried next time.
+/// A directory replaced since it was watched (renamed over, or a symlink
+/// now pointing elsewhere) is watched again: the old watch follows the old
+/// inode and would never report anything. A directory that cannot be
+/// watched is logged and retried next time.
 fn sync_watches(
     watcher: &mut RecommendedWatcher,
-    watched: &mut BTreeSet<PathBuf>,
+    watched: &mut BTreeMap<PathBuf, Option<(u64, u64)>>,
     config: &Path,
     snapshot: &Snapshot,
 ) {
     let wanted = wanted_dirs(config, snapshot);
-    for gone in watched.difference(&wanted).cloned().collect::<Vec<_>>() {
-        let _ = watcher.unwatch(&gone);
-        watched.remove(&gone);
+    let stale: Vec<PathBuf> = watched
+        .iter()
+        .filter(|(dir, id)| !wanted.contains(*dir) || identity(dir) != **id)
+        .map(|(dir, _)| dir.clone())
+        .collect();
+    for dir in stale {
+        let _ = watcher.unwatch(&dir);
+        watched.remove(&dir);
     }
-    for dir in wanted.difference(watched).cloned().collect::<Vec<_>>() {
+    for dir in wanted {
+        if watched.contains_key(&dir) {
+            continue;
+        }
+        let id = identity(&dir);
         match watcher.watch(&dir, RecursiveMode::NonRecursive) {
             Ok(()) => {
                 tracing::debug!(dir = %dir.display(), "watching for config changes");
-                watched.insert(dir);
+                watched.insert(dir, id);
             }
             Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot watch directory"),
         }

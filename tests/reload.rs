@@ -215,6 +215,37 @@ async fn user_presets_are_read_and_watched() {
     assert!(knows(&store, "house_v2"));
 }
 
+/// The presets directory swapped wholesale (a new directory renamed over
+/// the old one): the old watch followed the old inode, so the watcher must
+/// watch the new one to see later edits in it.
+#[tokio::test]
+async fn a_replaced_presets_directory_is_watched_afresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let presets = dir.path().join("presets");
+    std::fs::create_dir(&presets).unwrap();
+    let preset = |cookie: &str| {
+        format!("provider = \"P\"\n[[cookie]]\nname = \"{cookie}\"\ncategory = \"functional\"\n")
+    };
+    std::fs::write(presets.join("p.toml"), preset("one")).unwrap();
+    let path = dir.path().join("consentry.toml");
+    let text = config_with("x", "analytics", "127.0.0.1:0", "[presets]\ndir = \"presets\"\n")
+        .replace("[policy.default]\n", "[policy.default]\npresets = [\"p\"]\n");
+    std::fs::write(&path, &text).unwrap();
+    let (store, _watcher) = start(&path);
+    assert!(knows(&store, "one"));
+
+    let fresh = dir.path().join("presets.new");
+    std::fs::create_dir(&fresh).unwrap();
+    std::fs::write(fresh.join("p.toml"), preset("two")).unwrap();
+    std::fs::remove_dir_all(&presets).unwrap();
+    std::fs::rename(&fresh, &presets).unwrap();
+    wait_for("the swapped directory", PATIENCE, || knows(&store, "two")).await;
+
+    // An edit inside the new directory is seen too.
+    save(&presets.join("p.toml"), &preset("three"));
+    wait_for("an edit in the new directory", PATIENCE, || knows(&store, "three")).await;
+}
+
 #[tokio::test]
 async fn listener_changes_need_a_restart() {
     let dir = tempfile::tempdir().unwrap();
