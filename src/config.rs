@@ -125,6 +125,19 @@ pub struct File {
     /// Named policies.
     #[serde(default)]
     pub policy: BTreeMap<String, Spanned<Policy>>,
+    /// Where user presets live, besides the built-in ones.
+    #[serde(default)]
+    pub presets: PresetsDir,
+}
+
+/// `[presets]`: a directory of user presets (`NAME.toml`, same shape as
+/// the built-in ones), read from disk and watched like the config itself.
+/// A user preset with the name of a built-in one replaces it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresetsDir {
+    /// The directory, relative to the config file's directory.
+    pub dir: Option<Spanned<PathBuf>>,
 }
 
 /// `[listen]`.
@@ -223,7 +236,7 @@ pub struct Admin {
     /// Bearer token required on every admin request.
     pub token: Option<String>,
     /// Environment variable holding the bearer token.
-    pub token_env: Option<String>,
+    pub token_env: Option<Spanned<String>>,
 }
 
 /// `[log]`.
@@ -362,7 +375,7 @@ pub struct Consent {
     /// HMAC-SHA256 key signing the `consentry` cookie.
     pub hmac_key: Option<String>,
     /// Environment variable holding the HMAC key.
-    pub hmac_key_env: Option<String>,
+    pub hmac_key_env: Option<Spanned<String>>,
     /// Categories granted to visitors outside a consent region (Cookiebot `-1`).
     pub outside_region: Option<Vec<Spanned<String>>>,
     /// `Domain` attribute of the consent cookie consentry sets.

@@ -467,10 +467,6 @@ category = "analytics"
 provider = "Google Analytics 4"
 purpose = "Audience | measurement <b>"
 domain = ".shop.test"
-[[policy.p.cookie]]
-name = "_ga_*"
-category = "analytics"
-domain = ".shop.test"
 "#;
 
     fn observe(site: &Site, names: &[(&str, &str)]) -> SiteView {

@@ -20,7 +20,8 @@
 //!
 //! [`proxy`] is the glue that calls the stages in that order for each
 //! request. Around it: [`config`] (the file as written) and [`policy`] (the
-//! compiled rules), [`error`] (the one place errors become status codes),
+//! compiled rules, built-in [`presets`]), [`reload`] (hot reload, SIGHUP),
+//! [`explain`] (what the policy decides for one request, and why), [`error`] (the one place errors become status codes),
 //! [`server`] (start and stop the whole thing, as `consentry run` and the
 //! tests do).
 //!
@@ -53,6 +54,7 @@ pub mod decision;
 pub mod declaration;
 pub mod demo;
 pub mod error;
+pub mod explain;
 pub mod forward;
 pub mod forwarded;
 pub mod hop;
@@ -63,6 +65,7 @@ pub mod policy;
 pub mod presets;
 pub mod proxy;
 pub mod receipts;
+pub mod reload;
 pub mod request_filter;
 pub mod response_body;
 pub mod response_headers;

@@ -54,8 +54,9 @@ pub struct Snapshot {
     pub loaded_at: SystemTime,
     /// The config file.
     pub path: PathBuf,
-    /// Every file it was built from (config, presets, certificates): the
-    /// reload watcher watches their directories.
+    /// Every file it was built from (config, user presets, certificates)
+    /// and the user presets directory itself: the reload watcher watches the
+    /// directory of each file, and each directory listed.
     pub files: Vec<PathBuf>,
     /// Listener addresses.
     pub listen: ListenSettings,
@@ -100,7 +101,24 @@ impl Snapshot {
         let mut errors = Vec::new();
         let mut files = vec![source.path.clone()];
 
-        let presets = match Presets::builtin() {
+        let presets = match &file.presets.dir {
+            None => Presets::builtin(),
+            Some(dir) => {
+                let path = resolve(dir.get_ref());
+                // The directory is watched too, so that a preset added to it
+                // triggers a reload (see `files`).
+                files.push(path.clone());
+                if path.is_dir() {
+                    Presets::with_dir(&path)
+                } else {
+                    Err(source.error_at(
+                        dir.span(),
+                        format!("presets.dir {:?} is not a readable directory", path.display().to_string()),
+                    ))
+                }
+            }
+        };
+        let presets = match presets {
             Ok(p) => p,
             Err(e) => return Err(vec![e]),
         };
@@ -200,10 +218,13 @@ impl Snapshot {
 
         let admin_token = match (&file.admin.token, &file.admin.token_env) {
             (Some(t), _) => Some(t.clone()),
-            (None, Some(var)) => match std::env::var(var) {
+            (None, Some(var)) => match std::env::var(var.get_ref()) {
                 Ok(t) if !t.is_empty() => Some(t),
                 _ => {
-                    errors.push(source.error(format!("admin.token_env names {var}, which is not set")));
+                    errors.push(source.error_at(
+                        var.span(),
+                        format!("admin.token_env names {:?}, which is not set or empty", var.get_ref()),
+                    ));
                     None
                 }
             },
@@ -320,7 +341,10 @@ pub struct Store {
     current: ArcSwap<Snapshot>,
     generation: AtomicU64,
     last_error: ArcSwap<Option<String>>,
+    restart_needed: ArcSwap<Option<String>>,
+    /// Successful reloads since start (the first load not counted).
     reloads_ok: AtomicU64,
+    /// Failed reloads since start.
     reloads_failed: AtomicU64,
 }
 
@@ -332,9 +356,32 @@ impl Store {
             current: ArcSwap::from_pointee(snapshot),
             generation: AtomicU64::new(generation),
             last_error: ArcSwap::from_pointee(None),
+            restart_needed: ArcSwap::from_pointee(None),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
         }
+    }
+
+    /// Successful reloads since start.
+    pub fn reloads_ok(&self) -> u64 {
+        self.reloads_ok.load(Ordering::Relaxed)
+    }
+
+    /// Failed reloads since start.
+    pub fn reloads_failed(&self) -> u64 {
+        self.reloads_failed.load(Ordering::Relaxed)
+    }
+
+    /// Why a restart is needed (listener addresses changed in the file but
+    /// the process still listens on the old ones), if it is.
+    pub fn restart_needed(&self) -> Option<String> {
+        self.restart_needed.load().as_ref().clone()
+    }
+
+    /// Records (or clears, with `None`) that the file asks for something
+    /// only a restart can do.
+    pub fn set_restart_needed(&self, why: Option<String>) {
+        self.restart_needed.store(Arc::new(why));
     }
 
     /// The current snapshot. Call once per request.
@@ -364,15 +411,5 @@ impl Store {
     /// The error of the last reload, if it failed.
     pub fn last_error(&self) -> Option<String> {
         self.last_error.load().as_ref().clone()
-    }
-
-    /// Successful reloads since start (the first load is not one).
-    pub fn reloads_ok(&self) -> u64 {
-        self.reloads_ok.load(Ordering::Relaxed)
-    }
-
-    /// Failed reloads since start.
-    pub fn reloads_failed(&self) -> u64 {
-        self.reloads_failed.load(Ordering::Relaxed)
     }
 }
