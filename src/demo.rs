@@ -40,7 +40,7 @@ pub const COOKIES: &[&str] = &[
     "hubspotutk=d5a4e8f3c1b2a3948576a1b2c3d4e5f6; Path=/; Max-Age=15552000",
     "ai_user=Vw2xY|2024-11-24T16:00:00.000Z; Path=/; Max-Age=31536000; SameSite=None; Secure",
     "_fbp=fb.1.1732464000000.1804215117; Path=/; Max-Age=7776000; SameSite=Lax",
-    "IDE=AHWqTUkxYzQ5ZjE2NDk; Path=/; Max-Age=33696000; SameSite=None; Secure",
+    "_gcl_au=1.1.1804215117.1732464000; Path=/; Max-Age=7776000; SameSite=Lax",
     "legacy_visitor=42; Path=/; Max-Age=31536000",
 ];
 
@@ -176,7 +176,8 @@ mod tests {
             .iter()
             .map(|v| v.to_str().unwrap().split('=').next().unwrap())
             .collect();
-        for name in ["sessionid", "csrftoken", "lang", "_ga", "_ga_DEMO1234", "hubspotutk", "_fbp", "IDE"] {
+        for name in ["sessionid", "csrftoken", "lang", "_ga", "_ga_DEMO1234", "hubspotutk", "_fbp", "_gcl_au"]
+        {
             assert!(cookies.contains(&name), "{name} missing from {cookies:?}");
         }
         let page = response.into_body().collect().await.unwrap().to_bytes();

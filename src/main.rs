@@ -1,5 +1,5 @@
-//! The `consentry` command: run the proxy, check a config, run the demo,
-//! make a development certificate.
+//! The `consentry` command: run the proxy, check a config, explain a
+//! decision, run the demo, make a development certificate, verify receipts.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,8 +8,10 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use consentry::config::Source;
+use consentry::explain::ExplainArgs;
 use consentry::snapshot::Snapshot;
-use consentry::{demo, server, tls};
+use consentry::snapshot::Store;
+use consentry::{demo, receipts, reload, server, tls};
 
 const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("CONSENTRY_GIT_REV"), ")");
 
@@ -20,6 +22,9 @@ struct Cli {
     /// Log format (default: `[log] format` of the config, else text).
     #[arg(long, global = true, value_enum)]
     log_format: Option<LogFormat>,
+    /// Worker threads of the async runtime (default: one per core).
+    #[arg(long, global = true, env = "CONSENTRY_WORKERS")]
+    workers: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -44,6 +49,13 @@ enum Command {
         #[arg(long, short, default_value = "config/consentry.toml")]
         config: PathBuf,
     },
+    /// Print what the policy decides for one request, item by item, and why.
+    Explain(ExplainArgs),
+    /// Proof-of-consent receipts.
+    Receipts {
+        #[command(subcommand)]
+        command: ReceiptsCommand,
+    },
     /// Start the sample legacy site and consentry in front of it.
     Demo {
         /// The demo configuration (the built-in copy when the file is absent).
@@ -67,9 +79,24 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum ReceiptsCommand {
+    /// Check a receipts file: every line parses, ids are unique, the hash
+    /// chain is unbroken. Exits 1 on a problem.
+    Verify {
+        /// The receipts file.
+        file: PathBuf,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(workers) = cli.workers {
+        builder.worker_threads(workers.max(1));
+    }
+    let runtime = match builder.build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("consentry: cannot start the async runtime: {e}");
@@ -88,11 +115,28 @@ fn main() -> ExitCode {
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check { config } => Ok(check(&config)),
+        Command::Explain(args) => match args.run() {
+            Ok(text) => {
+                print!("{text}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Receipts { command: ReceiptsCommand::Verify { file } } => {
+            let report =
+                receipts::verify(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            println!("{}: {report}", file.display());
+            Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
         Command::Run { config } => {
             let Some(snapshot) = load_or_report(&config) else { return Ok(ExitCode::FAILURE) };
             init_logging(cli.log_format, snapshot.log.format.as_deref());
             let mut signals = StopSignals::new()?;
             let running = server::start_with(snapshot).await?;
+            let _watcher = watch(&running.store, &config);
             signals.recv().await;
             running.shutdown().await;
             Ok(ExitCode::SUCCESS)
@@ -118,6 +162,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await
                 .with_context(|| format!("cannot start the demo origin on {origin}"))?;
             let running = server::start_with(snapshot).await?;
+            // Editing config/demo.toml reloads the running demo.
+            let _watcher = config.exists().then(|| watch(&running.store, &config));
             let proxy = running.http_addr.context("the demo config needs [listen] http")?;
             let port = proxy.port();
             println!();
@@ -145,6 +191,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot write a certificate to {}", out.display()))?;
             println!("wrote {} and {} (self-signed, for development only)", cert.display(), key.display());
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Starts hot reload (file changes and SIGHUP). Without it the proxy still
+/// serves, on the config it started with: say so, loudly.
+fn watch(store: &std::sync::Arc<Store>, config: &Path) -> Option<reload::WatcherHandle> {
+    match reload::spawn_watcher(store.clone(), config.to_path_buf()) {
+        Ok(handle) => Some(handle),
+        Err(e) => {
+            tracing::error!(error = %e, "hot reload is off: config changes need a restart");
+            None
         }
     }
 }

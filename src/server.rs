@@ -170,6 +170,22 @@ pub async fn start_with(snapshot: Snapshot) -> Result<Running, StartError> {
             async move { tasks.draining().await },
         ));
     }
+    // State outside the snapshot follows each reload.
+    let mut swapped = store.subscribe();
+    let follower = shared.clone();
+    shared.tasks.spawn(async move {
+        loop {
+            tokio::select! {
+                () = follower.tasks.draining() => break,
+                changed = swapped.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    follower.account.apply(&follower.store.load());
+                }
+            }
+        }
+    });
     admin_state.set_ready(true);
     Ok(Running { http_addr, https_addr, admin_addr, store, shared })
 }

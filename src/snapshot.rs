@@ -346,6 +346,8 @@ pub struct Store {
     reloads_ok: AtomicU64,
     /// Failed reloads since start.
     reloads_failed: AtomicU64,
+    /// Tells subscribers (accounting, TLS) the generation just installed.
+    swapped: tokio::sync::watch::Sender<u64>,
 }
 
 impl Store {
@@ -359,7 +361,14 @@ impl Store {
             restart_needed: ArcSwap::from_pointee(None),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
+            swapped: tokio::sync::watch::Sender::new(generation),
         }
+    }
+
+    /// A receiver that sees the generation of every snapshot swapped in,
+    /// for state that must follow a reload (audit sink, inventory cap).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.swapped.subscribe()
     }
 
     /// Successful reloads since start.
@@ -400,6 +409,7 @@ impl Store {
         self.current.store(Arc::new(snapshot));
         self.last_error.store(Arc::new(None));
         self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+        self.swapped.send_replace(self.generation.load(Ordering::Acquire));
     }
 
     /// Records a failed reload; the current snapshot keeps serving.
