@@ -44,13 +44,13 @@ fn main() {
 /// fails the build.
 fn revision() -> String {
     println!("cargo:rerun-if-env-changed=CONSENTRY_GIT_REV");
-    if let Ok(value) = std::env::var("CONSENTRY_GIT_REV") {
+    // Empty counts as unset: the Dockerfile's build argument defaults to "".
+    if let Ok(value) = std::env::var("CONSENTRY_GIT_REV")
+        && !value.trim().is_empty()
+    {
         let value = value.trim();
         // It lands in `--version` output: one short printable token.
-        if !value.is_empty()
-            && value.len() <= 64
-            && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b))
-        {
+        if value.len() <= 64 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b)) {
             return value.to_string();
         }
         println!("cargo:warning=ignoring CONSENTRY_GIT_REV={value:?}: expected a short revision");

@@ -161,6 +161,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut signals = StopSignals::new()?;
             let running = server::start_with(snapshot).await?;
             let _watcher = watch(&running.store, &config);
+            announce(&running);
             signals.recv().await;
             running.shutdown().await;
             Ok(ExitCode::SUCCESS)
@@ -266,6 +267,20 @@ async fn healthcheck(url: &str, timeout: Duration) -> anyhow::Result<http::Statu
         anyhow::Ok(response.status())
     };
     tokio::time::timeout(timeout, probe).await.map_err(|_| anyhow::anyhow!("no answer within {timeout:?}"))?
+}
+
+/// Logs where each site can be opened (its first exact host on the bound
+/// port), so that `docker compose up` prints a URL to click.
+fn announce(running: &server::Running) {
+    let snapshot = running.store.load();
+    for site in snapshot.router.sites() {
+        let Some(host) = site.hosts.iter().find(|h| !h.contains('*')) else { continue };
+        let urls = [("http", running.http_addr), ("https", running.https_addr)];
+        for (scheme, addr) in urls.iter().filter_map(|(s, a)| a.map(|a| (s, a))) {
+            let url = format!("{scheme}://{host}:{}/", addr.port());
+            tracing::info!(site = %site.name, %url, "serving");
+        }
+    }
 }
 
 /// Starts hot reload (file changes and SIGHUP). Without it the proxy still
