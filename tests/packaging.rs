@@ -1031,3 +1031,71 @@ fn version_names_the_commit_it_was_built_from() {
         (_, Some(injected)) => assert_eq!(built, injected.trim()),
     }
 }
+
+// ---------------------------------------------------------------------------
+// docs/configuration.md
+
+/// The config keys `src/config.rs` accepts: each `pub` field of the file's
+/// serde structs, under its serde name.
+fn config_keys() -> BTreeSet<String> {
+    let source = std::fs::read_to_string(root().join("src/config.rs")).unwrap();
+    let mut keys = BTreeSet::new();
+    let mut in_file_struct = false;
+    let mut rename: Option<String> = None;
+    for line in source.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("pub struct ") {
+            // ConfigError and Source describe errors and loaded text, not keys.
+            let name = rest.split_whitespace().next().unwrap();
+            in_file_struct = !matches!(name, "ConfigError" | "Source");
+        } else if line.starts_with("#[cfg(test)]") {
+            break;
+        } else if let Some(r) = line.strip_prefix("#[serde(rename = \"") {
+            rename = Some(r.split('"').next().unwrap().to_string());
+        } else if in_file_struct
+            && let Some(field) = line.strip_prefix("pub ").and_then(|f| f.split_once(':')).map(|(n, _)| n)
+            && field.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        {
+            keys.insert(rename.take().unwrap_or_else(|| field.to_string()));
+        }
+    }
+    keys
+}
+
+#[test]
+fn the_configuration_reference_names_every_key() {
+    let docs = std::fs::read_to_string(root().join("docs/configuration.md")).unwrap();
+    let keys = config_keys();
+    assert!(keys.len() > 60 && keys.contains("match") && keys.contains("shutdown_grace"), "{keys:?}");
+    // A key (`shutdown_grace`), a table (`[admin]`, `[[listen.certificate]]`)
+    // or a table of tables (`texts.LANG.KEY`).
+    let documented = |k: &String| {
+        [format!("`{k}`"), format!("[{k}]"), format!(".{k}]"), format!("`{k}.")]
+            .iter()
+            .any(|f| docs.contains(f))
+    };
+    let missing: Vec<&String> = keys.iter().filter(|k| !documented(k)).collect();
+    assert!(missing.is_empty(), "docs/configuration.md does not document {missing:?}");
+}
+
+#[test]
+fn every_toml_example_in_the_docs_is_valid() {
+    let docs = std::fs::read_to_string(root().join("docs/configuration.md")).unwrap();
+    let mut blocks = 0;
+    let mut complete = 0;
+    for (i, block) in docs.split("```toml\n").skip(1).enumerate() {
+        let text = block.split("\n```").next().unwrap();
+        let source = consentry::config::Source {
+            path: PathBuf::from(format!("docs-example-{i}.toml")),
+            text: text.into(),
+        };
+        // Every key and type as the config parser accepts them...
+        source.parse().unwrap_or_else(|e| panic!("docs example {i}: {e}\n{text}"));
+        // ...and a complete example passes `consentry check` as a whole.
+        if text.contains("[listen]") && text.contains("[[site]]") {
+            Snapshot::compile(&source, 1).unwrap_or_else(|e| panic!("docs example {i}: {e:?}\n{text}"));
+            complete += 1;
+        }
+        blocks += 1;
+    }
+    assert!(blocks >= 10 && complete >= 1, "{blocks} examples, {complete} complete");
+}
