@@ -755,6 +755,107 @@ fn the_compose_policy_blocks_the_tracker_until_analytics_is_granted() {
     assert!(policy.banner.enabled, "the demo shows the banner");
 }
 
+/// The compose topology on loopback: the real `config/compose.toml` (its
+/// container addresses swapped for free local ones), the demo origin
+/// loading the demo tracker, and consentry in front. What the header stages
+/// do with the demo's cookies and the tracker's cookie, and the consent
+/// loop with a receipt, as a visitor of `docker compose up` gets them.
+#[tokio::test]
+async fn the_compose_demo_enforces_its_policy_on_loopback() {
+    within(async {
+        let compose = Compose::read();
+        let config_path = compose_config(&compose);
+        let original = std::fs::read_to_string(&config_path).unwrap();
+        let snapshot = load(&config_path);
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (tracker, _tracker) = consentry::demo::spawn_tracker(any).await.unwrap();
+        let compose_tracker =
+            url::Url::parse(flag(&compose.command("demo-origin"), "--tracker-url").unwrap()).unwrap();
+        let mut tracker_url = compose_tracker.clone();
+        tracker_url.set_port(Some(tracker.port())).unwrap();
+        let (origin, _origin) =
+            consentry::demo::spawn_origin_with(any, Some(tracker_url.to_string())).await.unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let receipts = dir.path().join("receipts.jsonl");
+        let replacements = [
+            (snapshot.listen.http.unwrap().to_string(), "127.0.0.1:0".to_string()),
+            (snapshot.listen.admin.unwrap().to_string(), "127.0.0.1:0".to_string()),
+            (
+                snapshot.router.sites()[0].origin.uri.to_string().trim_end_matches('/').to_string(),
+                format!("http://{origin}"),
+            ),
+            (snapshot.receipts.path.as_ref().unwrap().display().to_string(), receipts.display().to_string()),
+        ];
+        let mut text = original.clone();
+        for (from, to) in &replacements {
+            assert!(text.contains(from.as_str()), "{from} is not in {}", config_path.display());
+            text = text.replace(from.as_str(), to);
+        }
+        let path = dir.path().join("compose.toml");
+        std::fs::write(&path, text).unwrap();
+        let running = consentry::server::start(&path).await.unwrap();
+        let proxy = running.http_addr.unwrap();
+        let host = &snapshot.router.sites()[0].hosts[0];
+
+        // Without consent: only necessary cookies are set, the tracker's
+        // cookie never reaches the origin and is deleted in the browser.
+        let mut client = Client::http1(proxy, host).await;
+        let page = client.get("/").await;
+        assert_eq!(page.status, http::StatusCode::OK);
+        let set: Vec<String> =
+            page.header_all("set-cookie").iter().map(|c| c.split('=').next().unwrap().to_string()).collect();
+        assert_eq!(set, ["sessionid", "csrftoken"]);
+        assert!(page.text().trim_end().ends_with("</html>"), "the page arrives whole");
+        let cookie = format!("{}=abc; sessionid=1; legacy_visitor=42", consentry::demo::TRACKER_COOKIE);
+        let request = client
+            .request(http::Method::GET, "/echo")
+            .header("cookie", &cookie)
+            .body(consentry::body::empty())
+            .unwrap();
+        let echo = client.fetch(request).await;
+        assert_eq!(echo.echo().all("cookie"), ["sessionid=1"]);
+        let deletions = echo.header_all("set-cookie");
+        assert!(
+            deletions.iter().any(|d| d.starts_with(&format!("{}=;", consentry::demo::TRACKER_COOKIE))
+                && d.contains("Max-Age=0")),
+            "{deletions:?}"
+        );
+
+        // The banner's form grants analytics: a signed-off receipt, a consent
+        // cookie, and from then on the tracker's cookie passes.
+        let form = client
+            .request(http::Method::POST, "/.consentry/consent")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(consentry::body::full("choice=custom&category=analytics&return_to=/"))
+            .unwrap();
+        let chosen = client.fetch(form).await;
+        assert!(chosen.status.is_redirection() || chosen.status.is_success(), "{:?}", chosen.status);
+        let consent = chosen
+            .header_all("set-cookie")
+            .into_iter()
+            .find(|c| c.starts_with("consentry="))
+            .expect("the consent cookie");
+        let consent = consent.split(';').next().unwrap().to_string();
+        assert_eq!(std::fs::read_to_string(&receipts).unwrap().lines().count(), 1, "one receipt");
+        let cookie = format!("{consent}; {}=abc", consentry::demo::TRACKER_COOKIE);
+        let request = client
+            .request(http::Method::GET, "/echo")
+            .header("cookie", &cookie)
+            .body(consentry::body::empty())
+            .unwrap();
+        let echo = client.fetch(request).await;
+        assert_eq!(echo.echo().all("cookie"), [cookie.as_str()]);
+
+        // The tracker the page names answers where the page says.
+        let mut tracker_client = Client::http1(tracker, compose_tracker.host_str().unwrap()).await;
+        let script = tracker_client.get(tracker_url.path()).await;
+        assert!(script.text().contains(consentry::demo::TRACKER_COOKIE));
+        running.shutdown().await;
+    })
+    .await;
+}
+
 #[test]
 fn compose_waits_longer_than_the_drain() {
     let compose = Compose::read();
