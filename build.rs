@@ -34,14 +34,47 @@ fn main() {
     std::fs::write(Path::new(&out_dir).join("presets.rs"), out).expect("write presets.rs");
 
     // `consentry --version` names the commit it was built from.
-    let rev = std::process::Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".to_string());
+    let rev = revision();
     println!("cargo:rustc-env=CONSENTRY_GIT_REV={rev}");
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/refs/heads");
+}
+
+/// The revision to show: `CONSENTRY_GIT_REV` when set (a Docker build,
+/// whose context leaves `.git` out, passes it as a build argument), else
+/// `git rev-parse --short=12 HEAD`, else `unknown` (a source tarball). Never
+/// fails the build.
+fn revision() -> String {
+    println!("cargo:rerun-if-env-changed=CONSENTRY_GIT_REV");
+    // Empty counts as unset: the Dockerfile's build argument defaults to "".
+    if let Ok(value) = std::env::var("CONSENTRY_GIT_REV")
+        && !value.trim().is_empty()
+    {
+        let value = value.trim();
+        // It lands in `--version` output: one short printable token.
+        if value.len() <= 64 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b)) {
+            return value.to_string();
+        }
+        println!("cargo:warning=ignoring CONSENTRY_GIT_REV={value:?}: expected a short revision");
+    }
+    let Some(rev) = git(&["rev-parse", "--short=12", "HEAD"]) else {
+        return "unknown".to_string();
+    };
+    // Rerun when HEAD moves. Ask git where its files are (a worktree keeps
+    // HEAD in .git/worktrees/NAME/ and refs in the main repository) and
+    // name only paths that exist: Cargo reruns a build script on every
+    // build while a watched path is missing.
+    for name in ["HEAD", "refs/heads", "packed-refs"] {
+        if let Some(path) = git(&["rev-parse", "--git-path", name])
+            && Path::new(&path).exists()
+        {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
+    rev
+}
+
+/// The trimmed output of a successful git command, if git is there.
+fn git(args: &[&str]) -> Option<String> {
+    let output = std::process::Command::new("git").args(args).output().ok()?;
+    let text = String::from_utf8(output.stdout).ok()?;
+    (output.status.success() && !text.trim().is_empty()).then(|| text.trim().to_string())
 }

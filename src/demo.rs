@@ -1,6 +1,10 @@
 //! A sample "legacy site" to put consentry in front of: `consentry demo`
 //! (origin and proxy together), `consentry demo-origin` (the origin alone,
 //! for docker-compose), and the fixture the integration tests reuse.
+//! `consentry demo-tracker` is a stand-in third-party tracker on a host of
+//! its own, which the origin loads with `--tracker-url` (docker-compose
+//! does): unlike the real services the page names, it answers without
+//! Internet access, so blocking it (or not) is visible.
 //!
 //! The home page loads what real marketing sites load — Google Analytics
 //! (gtag via googletagmanager.com), the Meta Pixel (`fbq` plus its
@@ -11,11 +15,19 @@
 //! Meta and DoubleClick cookies (advertising) and one cookie nobody
 //! declared. `/echo` answers with the request as the origin received it,
 //! which shows what consentry let through.
+//!
+//! The tracker serves [`TRACKER_JS`] at `/tracker.js`: it sets the
+//! first-party cookie [`TRACKER_COOKIE`] (as analytics tags do), reports to
+//! `/collect` on its own host (logged, counted at `/`), and adds a
+//! paragraph with id `demo-tracker-ran` to the page.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use http::header::{CONTENT_TYPE, HeaderValue, SET_COOKIE};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, SET_COOKIE};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -98,9 +110,16 @@ const SITE_CSS: &str =
 
 /// Answers one request of the demo site.
 pub fn respond<B>(request: &Request<B>) -> Response<Body> {
+    respond_with(request, None)
+}
+
+/// Answers one request of the demo site whose home page also loads the
+/// script at `tracker` (a URL checked by [`tracker_url`]).
+pub fn respond_with<B>(request: &Request<B>, tracker: Option<&str>) -> Response<Body> {
     match request.uri().path() {
         "/" | "/index.html" => {
-            let mut response = text(StatusCode::OK, "text/html; charset=utf-8", HOME_PAGE);
+            let page = home_page(tracker).into_owned();
+            let mut response = text(StatusCode::OK, "text/html; charset=utf-8", page);
             for cookie in COOKIES {
                 response.headers_mut().append(SET_COOKIE, HeaderValue::from_static(cookie));
             }
@@ -111,6 +130,30 @@ pub fn respond<B>(request: &Request<B>) -> Response<Body> {
         "/echo" => echo(request),
         _ => text(StatusCode::NOT_FOUND, "text/html; charset=utf-8", "<!DOCTYPE html><h1>Not found</h1>\n"),
     }
+}
+
+/// The home page, loading the script at `tracker` (if any) just before
+/// `</body>`, where sites put their tag snippets.
+pub fn home_page(tracker: Option<&str>) -> Cow<'static, str> {
+    match tracker {
+        None => Cow::Borrowed(HOME_PAGE),
+        Some(url) => {
+            let escaped = url.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;");
+            let tag = format!(
+                "<!-- Demo tracker (a third party on its own host) -->\n<script async src=\"{escaped}\"></script>\n</body>"
+            );
+            Cow::Owned(HOME_PAGE.replacen("</body>", &tag, 1))
+        }
+    }
+}
+
+/// Checks a `--tracker-url`: an absolute http(s) URL.
+pub fn tracker_url(text: &str) -> Result<String, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("expected an http:// or https:// URL with a host".into());
+    }
+    Ok(url.to_string())
 }
 
 /// The request head as JSON: `{"method", "path", "query", "version",
@@ -140,25 +183,108 @@ fn text(status: StatusCode, content_type: &'static str, body: impl Into<bytes::B
 
 /// Serves the demo site on `listener` until the task is dropped.
 pub async fn serve_origin(listener: TcpListener) {
+    serve_origin_with(listener, None).await;
+}
+
+/// Serves the demo site, its home page loading `tracker`, on `listener`
+/// until the task is dropped.
+pub async fn serve_origin_with(listener: TcpListener, tracker: Option<String>) {
+    let tracker: Option<Arc<str>> = tracker.map(Arc::from);
+    serve(listener, move |request| respond_with(&request, tracker.as_deref())).await;
+}
+
+/// Binds `addr` and serves the demo site there in a new task.
+pub async fn spawn_origin(addr: SocketAddr) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    spawn_origin_with(addr, None).await
+}
+
+/// Binds `addr` and serves the demo site, its home page loading
+/// `tracker`, there in a new task.
+pub async fn spawn_origin_with(
+    addr: SocketAddr,
+    tracker: Option<String>,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    Ok((bound, tokio::spawn(serve_origin_with(listener, tracker))))
+}
+
+/// The cookie the demo tracker's script sets on the page's own host.
+pub const TRACKER_COOKIE: &str = "_demo_trk";
+
+/// The demo tracker's script: what an analytics tag does, visibly.
+pub const TRACKER_JS: &str = r#"// consentry demo tracker: a third-party script, as analytics tags are.
+(function () {
+  var id = Math.random().toString(36).slice(2, 12);
+  // A first-party cookie set from script, as _ga is.
+  document.cookie = "_demo_trk=" + id + "; Path=/; Max-Age=31536000; SameSite=Lax";
+  // Report home, to the host the script came from.
+  var me = document.currentScript && document.currentScript.src;
+  if (me) {
+    new Image().src = new URL("/collect", me).href + "?id=" + id + "&page=" + encodeURIComponent(location.href);
+  }
+  var note = document.createElement("p");
+  note.id = "demo-tracker-ran";
+  note.textContent = "The third-party demo tracker ran and set the cookie _demo_trk.";
+  note.setAttribute("style", "background:#fde8e8;border:1px solid #c81e1e;padding:.5em 1em");
+  (document.querySelector("main") || document.body || document.documentElement).appendChild(note);
+})();
+"#;
+
+/// Answers one request of the demo tracker; `hits` counts `/collect`.
+pub fn respond_tracker<B>(request: &Request<B>, hits: &AtomicU64) -> Response<Body> {
+    match request.uri().path() {
+        "/tracker.js" => {
+            let mut response = text(StatusCode::OK, "text/javascript; charset=utf-8", TRACKER_JS);
+            // Each page view fetches it again, as a demo should show.
+            response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        "/collect" => {
+            let count = hits.fetch_add(1, Ordering::Relaxed) + 1;
+            let query = request.uri().query().unwrap_or("");
+            tracing::info!(hits = count, query, "demo tracker ran in a browser");
+            let mut response = Response::new(body::empty());
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        "/" => text(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            format!("consentry demo tracker: ran {} time(s)\n", hits.load(Ordering::Relaxed)),
+        ),
+        _ => text(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "not found\n"),
+    }
+}
+
+/// Binds `addr` and serves the demo tracker there in a new task.
+pub async fn spawn_tracker(addr: SocketAddr) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let hits = Arc::new(AtomicU64::new(0));
+    Ok((bound, tokio::spawn(serve(listener, move |request| respond_tracker(&request, &hits)))))
+}
+
+/// Accepts connections on `listener` and answers each request with
+/// `respond`, until the task is dropped.
+async fn serve<F>(listener: TcpListener, respond: F)
+where
+    F: Fn(Request<Incoming>) -> Response<Body> + Clone + Send + Sync + 'static,
+{
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };
+        let respond = respond.clone();
         tokio::spawn(async move {
-            let service =
-                service_fn(
-                    |request: Request<Incoming>| async move { Ok::<_, Infallible>(respond(&request)) },
-                );
+            let service = service_fn(move |request: Request<Incoming>| {
+                let response = respond(request);
+                async move { Ok::<_, Infallible>(response) }
+            });
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder.http1().timer(TokioTimer::new());
             let _ = builder.serve_connection(TokioIo::new(stream), service).await;
         });
     }
-}
-
-/// Binds `addr` and serves the demo site there in a new task.
-pub async fn spawn_origin(addr: SocketAddr) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    Ok((bound, tokio::spawn(serve_origin(listener))))
 }
 
 #[cfg(test)]
@@ -204,6 +330,79 @@ mod tests {
         assert_eq!(json["method"], "POST");
         assert_eq!(json["query"], "x=1");
         assert_eq!(json["headers"], serde_json::json!([["cookie", "a=1"], ["cookie", "b=2"]]));
+    }
+
+    #[test]
+    fn the_home_page_loads_the_tracker_once_before_the_body_ends() {
+        assert_eq!(home_page(None), HOME_PAGE);
+        let page = home_page(Some("http://127.0.0.1:8082/tracker.js?a=1&b=\"2\""));
+        let tag = r#"<script async src="http://127.0.0.1:8082/tracker.js?a=1&amp;b=&quot;2&quot;"></script>"#;
+        assert_eq!(page.matches(tag).count(), 1, "{page}");
+        assert!(page.find(tag).unwrap() < page.find("</body>").unwrap());
+        assert!(page.trim_end().ends_with("</html>"));
+        // Served through `respond_with`.
+        let request = Request::get("/").body(()).unwrap();
+        assert_eq!(
+            respond_with(&request, Some("http://t.test/x.js")).headers().get_all(SET_COOKIE).iter().count(),
+            COOKIES.len()
+        );
+    }
+
+    #[test]
+    fn tracker_urls_must_be_absolute_http() {
+        assert_eq!(
+            tracker_url("http://127.0.0.1:8082/tracker.js").unwrap(),
+            "http://127.0.0.1:8082/tracker.js"
+        );
+        assert!(tracker_url("https://tracker.localhost/t.js").is_ok());
+        for bad in ["/tracker.js", "javascript:alert(1)", "ftp://x/t.js", "data:text/javascript,1", ""] {
+            assert!(tracker_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_tracker_serves_its_script_and_counts_reports() {
+        let hits = AtomicU64::new(0);
+        let script = respond_tracker(&Request::get("/tracker.js").body(()).unwrap(), &hits);
+        assert_eq!(script.status(), StatusCode::OK);
+        assert_eq!(script.headers()[CONTENT_TYPE], "text/javascript; charset=utf-8");
+        assert_eq!(script.headers()[CACHE_CONTROL], "no-store");
+        let js = script.into_body().collect().await.unwrap().to_bytes();
+        let js = std::str::from_utf8(&js).unwrap();
+        assert!(js.contains(&format!("document.cookie = \"{TRACKER_COOKIE}=")), "{js}");
+        assert!(js.contains("\"/collect\"") && js.contains("demo-tracker-ran"));
+
+        for _ in 0..2 {
+            let report = respond_tracker(&Request::get("/collect?id=x&page=p").body(()).unwrap(), &hits);
+            assert_eq!(report.status(), StatusCode::NO_CONTENT);
+        }
+        assert_eq!(hits.load(Ordering::Relaxed), 2);
+        let status = respond_tracker(&Request::get("/").body(()).unwrap(), &hits);
+        let text = status.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&text[..], b"consentry demo tracker: ran 2 time(s)\n");
+        let missing = respond_tracker(&Request::get("/nope").body(()).unwrap(), &hits);
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn spawned_origin_and_tracker_answer_on_sockets() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        async fn get(addr: SocketAddr, path: &str) -> String {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut out = String::new();
+            stream.read_to_string(&mut out).await.unwrap();
+            out
+        }
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (tracker, _t) = spawn_tracker(any).await.unwrap();
+        let url = format!("http://{tracker}/tracker.js");
+        let (origin, _o) = spawn_origin_with(any, Some(url.clone())).await.unwrap();
+        assert!(get(origin, "/").await.contains(&format!("<script async src=\"{url}\">")));
+        assert!(get(tracker, "/tracker.js").await.contains(TRACKER_COOKIE));
+        assert!(get(tracker, "/collect?id=1").await.starts_with("HTTP/1.1 204"));
+        assert!(get(tracker, "/").await.ends_with("ran 1 time(s)\n"));
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! The `consentry` command: run the proxy, check a config, explain a
-//! decision, run the demo, make a development certificate, verify receipts.
+//! decision, run the demo, make a development certificate, verify receipts,
+//! probe a running instance's health (for container `HEALTHCHECK`s, where
+//! a distroless image has no curl).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -67,6 +70,27 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8081")]
         listen: SocketAddr,
+        /// Also load this third-party script on the home page, as the
+        /// browser will reach it (e.g. the `demo-tracker`'s /tracker.js).
+        #[arg(long, env = "CONSENTRY_DEMO_TRACKER_URL", value_parser = demo::tracker_url)]
+        tracker_url: Option<String>,
+    },
+    /// Serve the sample third-party tracker alone (a script that sets a
+    /// cookie and reports that it ran), for docker-compose.
+    DemoTracker {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8082")]
+        listen: SocketAddr,
+    },
+    /// GET an admin URL and exit 0 on a 2xx answer, 1 otherwise (no answer,
+    /// another status, or none within the timeout): a container health check.
+    Healthcheck {
+        /// The URL to probe (http only).
+        #[arg(long, env = "CONSENTRY_HEALTHCHECK_URL", default_value = "http://127.0.0.1:9901/healthz")]
+        url: String,
+        /// How long to wait for the answer.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
     },
     /// Write a self-signed development certificate: OUT/HOST.pem and OUT/HOST-key.pem.
     Cert {
@@ -137,6 +161,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut signals = StopSignals::new()?;
             let running = server::start_with(snapshot).await?;
             let _watcher = watch(&running.store, &config);
+            announce(&running);
             signals.recv().await;
             running.shutdown().await;
             Ok(ExitCode::SUCCESS)
@@ -177,20 +202,83 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             running.shutdown().await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::DemoOrigin { listen } => {
+        Command::DemoOrigin { listen, tracker_url } => {
             init_logging(cli.log_format, None);
             let mut signals = StopSignals::new()?;
-            let (addr, _task) =
-                demo::spawn_origin(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-            tracing::info!(%addr, "demo origin listening");
+            let (addr, _task) = demo::spawn_origin_with(listen, tracker_url.clone())
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            tracing::info!(%addr, tracker = tracker_url.as_deref().unwrap_or("none"), "demo origin listening");
             signals.recv().await;
             Ok(ExitCode::SUCCESS)
         }
+        Command::DemoTracker { listen } => {
+            init_logging(cli.log_format, None);
+            let mut signals = StopSignals::new()?;
+            let (addr, _task) =
+                demo::spawn_tracker(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+            tracing::info!(%addr, "demo tracker listening");
+            signals.recv().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Healthcheck { url, timeout } => match healthcheck(&url, timeout).await {
+            Ok(status) => {
+                println!("{url}: {status}");
+                Ok(if status.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            }
+            Err(e) => {
+                eprintln!("{url}: {e:#}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
         Command::Cert { hosts, out } => {
             let (cert, key) = tls::write_self_signed(&hosts, &out)
                 .with_context(|| format!("cannot write a certificate to {}", out.display()))?;
             println!("wrote {} and {} (self-signed, for development only)", cert.display(), key.display());
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `consentry healthcheck`: one HTTP/1.1 GET over a fresh connection,
+/// bounded by `timeout` as a whole (connect, send, response head).
+async fn healthcheck(url: &str, timeout: Duration) -> anyhow::Result<http::StatusCode> {
+    use http_body_util::Empty;
+    use hyper_util::rt::TokioIo;
+
+    let uri: http::Uri = url.parse().with_context(|| format!("not a URL: {url:?}"))?;
+    if uri.scheme_str() != Some("http") {
+        bail!("only http:// URLs can be probed");
+    }
+    let authority = uri.authority().context("the URL has no host")?.clone();
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
+    let port = authority.port_u16().unwrap_or(80);
+    let path = uri.path_and_query().map_or("/", http::uri::PathAndQuery::as_str).to_string();
+    let probe = async move {
+        let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await.context("cannot connect")?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.context("handshake")?;
+        tokio::spawn(connection);
+        let request = http::Request::get(path)
+            .header(http::header::HOST, authority.as_str())
+            .header(http::header::USER_AGENT, concat!("consentry-healthcheck/", env!("CARGO_PKG_VERSION")))
+            .body(Empty::<bytes::Bytes>::new())?;
+        let response = sender.send_request(request).await.context("no answer")?;
+        anyhow::Ok(response.status())
+    };
+    tokio::time::timeout(timeout, probe).await.map_err(|_| anyhow::anyhow!("no answer within {timeout:?}"))?
+}
+
+/// Logs where each site can be opened (its first exact host on the bound
+/// port), so that `docker compose up` prints a URL to click.
+fn announce(running: &server::Running) {
+    let snapshot = running.store.load();
+    for site in snapshot.router.sites() {
+        let Some(host) = site.hosts.iter().find(|h| !h.contains('*')) else { continue };
+        let urls = [("http", running.http_addr), ("https", running.https_addr)];
+        for (scheme, addr) in urls.iter().filter_map(|(s, a)| a.map(|a| (s, a))) {
+            let url = format!("{scheme}://{host}:{}/", addr.port());
+            tracing::info!(site = %site.name, %url, "serving");
         }
     }
 }
