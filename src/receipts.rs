@@ -563,7 +563,7 @@ mod tests {
             "custom",
             vec!["necessary".into(), "analytics".into()],
             vec!["advertising".into()],
-            if n % 2 == 0 { ReceiptMethod::Banner } else { ReceiptMethod::Api },
+            if n.is_multiple_of(2) { ReceiptMethod::Banner } else { ReceiptMethod::Api },
             Some("Mozilla/5.0 (X11; Linux x86_64)"),
             Some(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 77))),
         )
