@@ -237,6 +237,7 @@ fn config_json(state: &AdminState, snapshot: &Snapshot) -> serde_json::Value {
         "loaded_at": humantime::format_rfc3339_seconds(snapshot.loaded_at).to_string(),
         "path": snapshot.path.display().to_string(),
         "last_reload_error": state.store.last_error(),
+        "restart_needed": state.store.restart_needed(),
         "reloads": { "ok": state.store.reloads_ok(), "failed": state.store.reloads_failed() },
         "ready": state.ready.load(Ordering::Acquire),
         "listen": {

@@ -1093,7 +1093,7 @@ pub fn compile(
     if !errors.is_empty() {
         return Err(errors);
     }
-    Ok(Policy {
+    let policy = Policy {
         name: name.to_string(),
         mode,
         unknown_cookies,
@@ -1110,7 +1110,15 @@ pub fn compile(
         csp,
         banner,
         presets: preset_names,
-    })
+    };
+    // Banner settings are checked against the compiled policy (its consent
+    // format, its languages), at the place the policy is declared.
+    let problems = crate::banner::check(&policy);
+    if !problems.is_empty() {
+        let span = policies.get(name).map_or(0..0, Spanned::span);
+        return Err(problems.into_iter().map(|p| source.error_at(span.clone(), p)).collect());
+    }
+    Ok(policy)
 }
 
 /// Two rules of one `[policy.NAME]` table for the same cookie (name and

@@ -268,6 +268,9 @@ async fn config_shows_generation_sites_policies_and_last_error() {
     let config = admin.json("/config").await;
     assert_eq!(config["last_reload_error"], "consentry.toml:3:1: unknown field");
     assert_eq!(config["reloads"]["failed"], 1);
+    assert_eq!(config["restart_needed"], serde_json::Value::Null);
+    admin.state.store.set_restart_needed(Some("http 127.0.0.1:80 → 127.0.0.1:81".into()));
+    assert_eq!(admin.json("/config").await["restart_needed"], "http 127.0.0.1:80 → 127.0.0.1:81");
     admin.stop().await;
 }
 

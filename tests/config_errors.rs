@@ -275,3 +275,18 @@ fn every_error_is_reported_not_just_the_first() {
     // Sorted by position.
     assert!(errs.windows(2).all(|w| (w[0].line, w[0].column) <= (w[1].line, w[1].column)), "{errs:#?}");
 }
+
+#[test]
+fn banner_needs_consentrys_own_cookie_and_known_languages() {
+    let text =
+        policy("[policy.default.consent]\nformat = \"onetrust\"\n[policy.default.banner]\nenabled = true\n");
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(errs[0].message.contains("built-in banner"), "{}", errs[0]);
+    assert!(errs[0].line > 0, "{}", errs[0]);
+    let text =
+        policy("[policy.default.banner]\nenabled = true\n[policy.default.banner.texts.xx]\ntitle = \"?\"\n");
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(errs[0].message.contains("xx"), "{}", errs[0]);
+}
