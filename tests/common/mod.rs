@@ -800,6 +800,25 @@ impl Client {
         }
     }
 
+    /// Sends a request and reads the whole response; an error (connection
+    /// closed, protocol error) is returned, not a panic, for loops that
+    /// count failures.
+    pub async fn try_fetch(&mut self, request: Request<Body>) -> Result<TestResponse, String> {
+        let response = match &mut self.sender {
+            Sender::H1(sender) => {
+                sender.ready().await.map_err(|e| e.to_string())?;
+                sender.send_request(request).await.map_err(|e| e.to_string())?
+            }
+            Sender::H2(sender) => {
+                sender.ready().await.map_err(|e| e.to_string())?;
+                sender.send_request(request).await.map_err(|e| e.to_string())?
+            }
+        };
+        let (parts, incoming) = response.into_parts();
+        let body = incoming.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(TestResponse { status: parts.status, headers: parts.headers, body })
+    }
+
     /// Sends a request and reads the whole response.
     pub async fn fetch(&mut self, request: Request<Body>) -> TestResponse {
         let response = self.send(request).await;
