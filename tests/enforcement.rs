@@ -917,3 +917,122 @@ async fn audit_log_names_what_was_refused() {
     })
     .await;
 }
+
+/// `Vary` as caches need it, through the proxy: appended to the origin's,
+/// never duplicated, `Vary: *` left alone, a 304 keeps `Cookie` in the
+/// cached variant's key, and a response that does not depend on consent is
+/// passed exactly as the origin sent it.
+#[tokio::test]
+async fn vary_through_the_proxy() {
+    within(async {
+        let with = |vary: &'static str, status: StatusCode, set_cookie: bool| {
+            move |_| async move {
+                let mut r = http::Response::new(consentry::body::full("x"));
+                *r.status_mut() = status;
+                r.headers_mut().insert("date", http::HeaderValue::from_static(FIXED_DATE));
+                if !vary.is_empty() {
+                    r.headers_mut().insert("vary", http::HeaderValue::from_static(vary));
+                }
+                if set_cookie {
+                    r.headers_mut()
+                        .insert("set-cookie", http::HeaderValue::from_static("sessionid=1; Path=/"));
+                }
+                r
+            }
+        };
+        let origin = origin()
+            .route_fn("/cookie-vary", with("Cookie", StatusCode::OK, true))
+            .route_fn("/star", with("*", StatusCode::OK, true))
+            .route_fn("/not-modified", with("Accept-Encoding", StatusCode::NOT_MODIFIED, false))
+            .route_fn("/plain", with("", StatusCode::OK, false))
+            .run()
+            .await;
+        let proxy = proxy()
+            .origin(&origin)
+            .hosts(&[SHOP])
+            .policy(POLICY)
+            .toml(RULES)
+            .site("nogpc", &["nogpc.shop.test"], "nogpc")
+            .toml("[policy.nogpc]\nextends = \"test\"\n[policy.nogpc.consent]\ngpc_refuses = []\n")
+            .run()
+            .await;
+        let mut client = proxy.http1_to(SHOP).await;
+        let r = client.get_with("/cookie-vary", &[("cookie", "sessionid=1")]).await;
+        assert_eq!(r.header_all("vary"), ["Cookie", "Sec-GPC"]);
+        let r = client.get_with("/star", &[("cookie", "sessionid=1")]).await;
+        assert_eq!(r.header_all("vary"), ["*"]);
+        let r = client.get_with("/not-modified", &[("cookie", "sessionid=1")]).await;
+        assert_eq!(r.status, StatusCode::NOT_MODIFIED);
+        assert_eq!(r.header_all("vary"), ["Accept-Encoding", "Cookie, Sec-GPC"]);
+        // Nothing consent-dependent: exactly the origin's headers.
+        let r = client.get_with("/plain", &[("cookie", "sessionid=1")]).await;
+        let mut direct = Client::http1(origin.addr, SHOP).await;
+        let d =
+            direct.fetch(direct.request(Method::GET, "/plain").body(consentry::body::empty()).unwrap()).await;
+        assert_eq!(r.headers, d.headers);
+        assert!(r.header_all("vary").is_empty());
+        // The same page with a refused cookie: swept, so consent-dependent.
+        let r = client.get_with("/plain", &[("cookie", "sessionid=1; _fbp=fb.1.2.3")]).await;
+        assert_eq!(
+            r.header_all("set-cookie"),
+            ["_fbp=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT"]
+        );
+        assert_eq!(r.header_all("vary"), ["Cookie, Sec-GPC"]);
+        // A policy that does not honour GPC does not vary on it.
+        let mut client = proxy.http1_to("nogpc.shop.test").await;
+        let r =
+            client.fetch(client.request(Method::GET, "/star").body(consentry::body::empty()).unwrap()).await;
+        assert_eq!(r.header_all("vary"), ["*"]);
+        let r = client.get("/not-modified").await;
+        assert_eq!(r.header_all("vary"), ["Accept-Encoding", "Cookie"]);
+    })
+    .await;
+}
+
+/// `Cookie` headers as clients really send them: two fields over HTTP/1.1,
+/// a cookie sent twice (two paths), a nameless pair, an empty pair. The
+/// allowed pairs reach the origin in order and byte for byte; each refused
+/// name is swept once; a nameless cookie is deleted with `=deleted` (a
+/// `Set-Cookie` with an empty name and value would be ignored).
+#[tokio::test]
+async fn odd_cookie_headers() {
+    within(async {
+        let origin = cookie_origin(vec![]).await;
+        let proxy = builder(&origin)
+            .site("noheader", &["noheader.shop.test"], "noheader")
+            .toml("[policy.noheader]\nextends = \"test\"\nconsent_header = false\n")
+            .run()
+            .await;
+        let mut client = proxy.http1_to(SHOP).await;
+        let request = client
+            .request(Method::GET, "/")
+            .header("consentry-consent", FORGED_HEADER)
+            .header("cookie", "_fbp=a; sessionid=1;  ; nameless; _fbp=b; csrftoken=x")
+            .header("cookie", "lang=fr; sessionid=2")
+            .body(consentry::body::empty())
+            .unwrap();
+        let r = client.fetch(request).await;
+        assert_eq!(cookies_seen(&r.body), ["sessionid=1; csrftoken=x; sessionid=2"]);
+        assert_eq!(
+            r.header_all("set-cookie"),
+            [
+                "_fbp=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+                "=deleted; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+                "lang=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=shop.test",
+                "lang=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+            ]
+        );
+        assert_eq!(origin.last_all("consentry-consent"), ["necessary"]);
+
+        // Without `consent_header`, a forged header is removed and none set.
+        let mut client = proxy.http1_to("noheader.shop.test").await;
+        let request = client
+            .request(Method::GET, "/")
+            .header("consentry-consent", FORGED_HEADER)
+            .body(consentry::body::empty())
+            .unwrap();
+        assert_eq!(client.fetch(request).await.status, StatusCode::OK);
+        assert!(origin.last_all("consentry-consent").is_empty());
+    })
+    .await;
+}

@@ -825,6 +825,16 @@ impl Client {
         read(response).await
     }
 
+    /// `GET path` with these request header fields (in order; a name may
+    /// repeat).
+    pub async fn get_with(&mut self, path: &str, headers: &[(&str, &str)]) -> TestResponse {
+        let mut request = self.request(http::Method::GET, path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.fetch(request.body(body::empty()).unwrap()).await
+    }
+
     /// `GET path`.
     pub async fn get(&mut self, path: &str) -> TestResponse {
         let request = self.request(http::Method::GET, path).body(body::empty()).unwrap();
