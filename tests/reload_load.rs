@@ -330,3 +330,80 @@ async fn certificate_swap_on_reload() {
     })
     .await;
 }
+
+/// A request in flight when a reload lands finishes on the snapshot it
+/// started with: its `Set-Cookie` is judged by the old rules, while a
+/// request that starts after the reload gets the new ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_requests_keep_their_snapshot() {
+    within(async {
+        let arrived = Arc::new(tokio::sync::Notify::new());
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        let (a, r) = (arrived.clone(), release.clone());
+        let origin = origin()
+            .route_fn("/slow", move |_| {
+                let (a, r) = (a.clone(), r.clone());
+                async move {
+                    a.notify_one();
+                    r.acquire().await.unwrap().forget();
+                    let mut response = http::Response::new(consentry::body::full("slow"));
+                    for v in ["sessionid=s3cr3t; Path=/; HttpOnly", "flip=on; Path=/; Max-Age=3600"] {
+                        response.headers_mut().append("set-cookie", http::HeaderValue::from_static(v));
+                    }
+                    response
+                }
+            })
+            .fallback_fn(|_| async {
+                let mut response = http::Response::new(consentry::body::full("fast"));
+                for v in ["sessionid=s3cr3t; Path=/; HttpOnly", "flip=on; Path=/; Max-Age=3600"] {
+                    response.headers_mut().append("set-cookie", http::HeaderValue::from_static(v));
+                }
+                response
+            })
+            .run()
+            .await;
+        let builder = proxy().origin(&origin).policy("unknown_cookies = \"block\"\n").admin();
+        let proxy = builder.clone().toml(&flip_config_rules("necessary")).watch().run().await;
+
+        let mut slow_client = proxy.http1().await;
+        let slow =
+            tokio::spawn(
+                async move { slow_client.get_with("/slow", &[("cookie", "sessionid=s3cr3t")]).await },
+            );
+        arrived.notified().await;
+
+        proxy.save_config(&flip_config(&builder, "advertising", 1));
+        until_seen(&proxy, Seen::FlipDropped, PATIENCE, "the reload").await;
+        release.add_permits(1);
+        let slow = slow.await.unwrap();
+        assert_eq!(slow.text(), "slow");
+        assert_eq!(seen(&slow), Ok(Seen::FlipPasses), "the in-flight request kept the old policy");
+    })
+    .await;
+}
+
+/// Sites and origins reload too: a new origin URL and a new host take
+/// effect without a restart, and a host removed from the file is refused
+/// (421) from then on.
+#[tokio::test]
+async fn sites_and_origins_reload() {
+    within(async {
+        let first = cookie_origin(vec![("x-origin".into(), "first".into())]).await;
+        let second = cookie_origin(vec![("x-origin".into(), "second".into())]).await;
+        let builder = proxy().origin(&first.origin).hosts(&[HOST, "old.test"]).admin();
+        let proxy = builder.clone().watch().run().await;
+        let mut client = proxy.http1().await;
+        assert_eq!(client.get("/").await.header_all("x-origin"), ["first"]);
+
+        proxy.save_config(&builder.clone().origin(&second.origin).hosts(&[HOST, "new.test"]).config_text());
+        let start = Instant::now();
+        // The same keep-alive connection is routed to the new origin.
+        while client.get("/").await.header_all("x-origin") != ["second"] {
+            assert!(start.elapsed() < WITHIN, "the new origin is not used after {WITHIN:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(proxy.http1_to("new.test").await.get("/").await.header_all("x-origin"), ["second"]);
+        assert_eq!(proxy.http1_to("old.test").await.get("/").await.status, StatusCode::MISDIRECTED_REQUEST);
+    })
+    .await;
+}
