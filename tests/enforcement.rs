@@ -1036,3 +1036,57 @@ async fn odd_cookie_headers() {
     })
     .await;
 }
+
+/// Hardening and fail-closed parsing through the proxy: a hardened cookie
+/// gains the flags it lacks and the rule's `SameSite` (as nginx's
+/// `proxy_cookie_flags`), an
+/// unparseable `Set-Cookie` (over 4096 bytes, which browsers ignore) is
+/// dropped and counted, never passed on unexamined.
+#[tokio::test]
+async fn hardening_and_unparseable_set_cookie() {
+    within(async {
+        let big = format!("blob={}; Path=/", "x".repeat(5000));
+        let origin = cookie_origin(vec![
+            ("set-cookie".into(), "sessionid=6f1ed0; Path=/".into()),
+            ("set-cookie".into(), "csrftoken=Xm5r; Path=/; Secure; SameSite=Strict".into()),
+            ("set-cookie".into(), big),
+            ("set-cookie".into(), "lang=fr; Path=/".into()),
+        ])
+        .await;
+        let harden = "[[policy.test.harden]]\nname = \"sessionid\"\nsecure = true\nhttp_only = true\nsame_site = \"Lax\"\n\
+                      [[policy.test.harden]]\nname = \"csrftoken\"\nsecure = true\nsame_site = \"Lax\"\n";
+        let proxy = proxy()
+            .origin(&origin.origin)
+            .hosts(&[SHOP])
+            .policy(&format!("{POLICY}\nunknown_cookies = \"allow\"\n").replace("unknown_cookies = \"block\"\n", ""))
+            .toml(RULES)
+            .toml(harden)
+            .admin()
+            .run()
+            .await;
+        let consent = consentry(&["functional"], REVISION, SystemTime::now(), Some(KEY.as_bytes())).unwrap();
+        let r = proxy.http1_to(SHOP).await.get_with("/", &[("cookie", &consent)]).await;
+        assert_eq!(
+            r.header_all("set-cookie"),
+            [
+                "sessionid=6f1ed0; Path=/; Secure; HttpOnly; SameSite=Lax",
+                // Already Secure; SameSite is set to the rule's value even
+                // over a stricter one, as nginx's `samesite=lax` does.
+                "csrftoken=Xm5r; Path=/; Secure; SameSite=Lax",
+                "lang=fr; Path=/",
+            ]
+        );
+        let text = proxy.metrics().await;
+        assert_eq!(metric(&text, "consentry_invalid_cookies_total", &[("site", "test")]), Some(1.0));
+        let decisions = |category: &str, action: &str| {
+            metric(
+                &text,
+                "consentry_decisions_total",
+                &[("site", "test"), ("category", category), ("action", action), ("item", "set_cookie")],
+            )
+        };
+        assert_eq!(decisions("necessary", "harden"), Some(2.0));
+        assert_eq!(decisions("unclassified", "invalid"), Some(1.0));
+    })
+    .await;
+}
