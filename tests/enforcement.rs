@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 
 use common::*;
 use consentry::consent::encode;
-use http::{Method, StatusCode};
+use http::{Method, Request, StatusCode};
 
 /// The site's host; `shop.test` is its registrable domain.
 const SHOP: &str = "www.shop.test";
@@ -1087,6 +1087,79 @@ async fn hardening_and_unparseable_set_cookie() {
         };
         assert_eq!(decisions("necessary", "harden"), Some(2.0));
         assert_eq!(decisions("unclassified", "invalid"), Some(1.0));
+    })
+    .await;
+}
+
+/// The whole consent loop through the proxy: a choice posted to the
+/// consent endpoint sets a signed `consentry` cookie for the current
+/// revision (and deletes what the new choice refuses); the next request
+/// carrying that cookie is enforced with exactly that choice. Then
+/// withdrawing it sweeps what was granted.
+#[tokio::test]
+async fn consent_endpoint_cookie_is_enforced_on_the_next_request() {
+    within(async {
+        let (origin, cookies) = scenario_origin().await;
+        let proxy = builder(&origin).run().await;
+        let mut client = proxy.http1_to(SHOP).await;
+        let post = |body: &'static str| {
+            Request::post("/.consentry/consent")
+                .header("host", SHOP)
+                .header("content-type", "application/json")
+                .header("cookie", request_pairs(None, &[]).join("; "))
+                .body(consentry::body::full(body))
+                .unwrap()
+        };
+        let r = client.fetch(post(r#"{"choice":"custom","categories":["analytics"]}"#)).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+        let set = r.header_all("set-cookie");
+        let consent = set[0].split(';').next().unwrap().to_string();
+        assert!(consent.starts_with("consentry=1.3."), "{set:?}");
+        assert!(consent.contains(".necessary~analytics."), "{consent}");
+        // The refused cookies the browser holds are deleted with the choice.
+        let deleted: Vec<&str> = set[1..].iter().map(|s| s.split('=').next().unwrap()).collect();
+        assert_eq!(deleted, ["lang", "lang", "messagesUtk", "_fbp", "tracker_xyz"], "{set:#?}");
+
+        let pairs = request_pairs(Some(&consent), &[]);
+        let response = send(&mut client, &pairs, false, false).await;
+        check(
+            "after the endpoint",
+            &response,
+            &origin,
+            &expected_set_cookies(&cookies, &[Analytics], false),
+            &expected_origin_pairs(Some(&consent), &[Analytics], &[]),
+            "necessary,analytics",
+        );
+
+        // Refuse everything: the analytics cookies go too.
+        let r = client
+            .fetch(
+                Request::post("/.consentry/consent")
+                    .header("host", SHOP)
+                    .header("content-type", "application/json")
+                    .header("cookie", pairs.join("; "))
+                    .body(consentry::body::full(r#"{"choice":"refuse-all"}"#))
+                    .unwrap(),
+            )
+            .await;
+        let set = r.header_all("set-cookie");
+        assert!(set[0].starts_with("consentry=1.3."), "{set:?}");
+        let deleted: Vec<&str> = set[1..].iter().map(|s| s.split('=').next().unwrap()).collect();
+        assert_eq!(
+            deleted,
+            [
+                "_ga",
+                "lang",
+                "lang",
+                "_ga_3K5XH8N2QF",
+                "__hstc",
+                "hubspotutk",
+                "messagesUtk",
+                "_fbp",
+                "tracker_xyz"
+            ],
+            "{set:#?}"
+        );
     })
     .await;
 }
