@@ -407,3 +407,51 @@ async fn sites_and_origins_reload() {
     })
     .await;
 }
+
+/// Settings outside the policies follow a reload too: the audit log is
+/// switched on (and pointed at a file) by a reload, and the admin token is
+/// rotated.
+#[tokio::test]
+async fn audit_and_admin_token_follow_a_reload() {
+    within(async {
+        let origin = flip_origin().await;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("audit.log");
+        let builder = base(&origin).toml(&flip_config_rules("advertising"));
+        let proxy = builder.clone().admin_with("token = \"old-token\"").watch().run().await;
+        assert_eq!(proxy.admin("/metrics").await.status, StatusCode::UNAUTHORIZED);
+
+        let mut client = proxy.http1().await;
+        assert_eq!(seen(&get(&mut client).await.unwrap()), Ok(Seen::FlipDropped));
+        assert!(!log.exists(), "audit is off");
+
+        let text = builder
+            .clone()
+            .admin_with("token = \"new-token\"")
+            .head(&format!("[audit]\nlevel = \"blocked\"\npath = {log:?}\n"))
+            .config_text();
+        proxy.save_config(&text);
+        let start = Instant::now();
+        let metrics = loop {
+            let mut admin = Client::http1(proxy.admin.unwrap(), "admin").await;
+            let r = admin.get_with("/metrics", &[("authorization", "Bearer new-token")]).await;
+            if r.status == StatusCode::OK {
+                break r.text();
+            }
+            assert!(start.elapsed() < PATIENCE, "the new token is never accepted");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert_eq!(metric(&metrics, "consentry_config_generation", &[]), Some(2.0));
+        let mut admin = Client::http1(proxy.admin.unwrap(), "admin").await;
+        let old = admin.get_with("/metrics", &[("authorization", "Bearer old-token")]).await;
+        assert_eq!(old.status, StatusCode::UNAUTHORIZED, "the old token is refused");
+
+        get(&mut client).await.unwrap();
+        assert!(proxy.running().shared.account.flush_audit(Duration::from_secs(10)));
+        let lines = std::fs::read_to_string(&log).unwrap();
+        let lines: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!((lines[0]["name"].as_str(), lines[0]["action"].as_str()), (Some("flip"), Some("block")));
+    })
+    .await;
+}

@@ -449,7 +449,7 @@ pub struct ProxyBuilder {
     sites: Vec<(String, Vec<String>, String)>,
     head: String,
     extra: String,
-    admin: bool,
+    admin: Option<String>,
     watch: bool,
 }
 
@@ -466,7 +466,7 @@ pub fn proxy() -> ProxyBuilder {
         sites: Vec::new(),
         head: String::new(),
         extra: String::new(),
-        admin: false,
+        admin: None,
         watch: false,
     }
 }
@@ -541,8 +541,13 @@ impl ProxyBuilder {
     }
 
     /// An admin listener on `127.0.0.1:0` ([`Proxy::admin`]).
-    pub fn admin(mut self) -> Self {
-        self.admin = true;
+    pub fn admin(self) -> Self {
+        self.admin_with("")
+    }
+
+    /// An admin listener with more `[admin]` keys (`token = "..."`).
+    pub fn admin_with(mut self, toml: &str) -> Self {
+        self.admin = Some(toml.to_string());
         self
     }
 
@@ -567,8 +572,8 @@ impl ProxyBuilder {
         for (cert, key) in &self.certs {
             text.push_str(&format!("[[listen.certificate]]\ncert = {cert:?}\nkey = {key:?}\n"));
         }
-        if self.admin {
-            text.push_str("\n[admin]\nlisten = \"127.0.0.1:0\"\n");
+        if let Some(keys) = &self.admin {
+            text.push_str(&format!("\n[admin]\nlisten = \"127.0.0.1:0\"\n{keys}\n"));
         }
         text.push_str(&self.head);
         text.push_str("\n[limits]\n");
