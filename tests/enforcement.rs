@@ -1163,3 +1163,58 @@ async fn consent_endpoint_cookie_is_enforced_on_the_next_request() {
     })
     .await;
 }
+
+/// A site that starts setting its consent cookie on the registrable domain
+/// (`cookie_domain`) while visitors still hold the host-only cookie of an
+/// earlier choice: the next choice must leave the browser with one consent
+/// cookie, or it sends two different values, which read as contradictory
+/// (necessary only, banner again) for as long as the old one lives.
+#[tokio::test]
+async fn a_new_choice_replaces_a_host_only_consent_cookie() {
+    within(async {
+        let (origin, _) = scenario_origin().await;
+        let rules = RULES.replace(
+            "hmac_key = \"e2e-7c1d0b5a9f3e\"\n",
+            "hmac_key = \"e2e-7c1d0b5a9f3e\"\ncookie_domain = \".shop.test\"\n",
+        );
+        let proxy = proxy()
+            .origin(&origin.origin)
+            .hosts(&[SHOP, "shop.test"])
+            .policy(POLICY)
+            .toml(&rules)
+            .run()
+            .await;
+        let mut browser = Browser::new();
+        // Refused everything last month, before `cookie_domain` was set.
+        let old = encode(
+            &["necessary"],
+            REVISION,
+            SystemTime::now() - Duration::from_secs(30 * 86_400),
+            Some(KEY.as_bytes()),
+        );
+        browser.set(SHOP, &format!("consentry={old}; Path=/; Max-Age=15552000; SameSite=Lax"));
+
+        let mut client = proxy.http1_to(SHOP).await;
+        let mut post = Request::post("/.consentry/consent")
+            .header("host", SHOP)
+            .header("content-type", "application/json");
+        if let Some(cookie) = browser.cookie_header(SHOP, "/") {
+            post = post.header("cookie", cookie);
+        }
+        let r = client.fetch(post.body(consentry::body::full(r#"{"choice":"accept-all"}"#)).unwrap()).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+        browser.receive(SHOP, &r);
+        assert_eq!(
+            browser.held(),
+            ["consentry@shop.test"],
+            "one consent cookie left: {:?}",
+            r.header_all("set-cookie")
+        );
+
+        let cookie = browser.cookie_header(SHOP, "/").unwrap();
+        let r = client.get_with("/", &[("cookie", &cookie)]).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(origin.last_all("consentry-consent"), ["necessary,functional,analytics,advertising"]);
+    })
+    .await;
+}

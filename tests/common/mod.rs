@@ -38,6 +38,9 @@
 //!   for another site's host),
 //!   [`Proxy::h2`] (HTTP/2 over TLS with SNI, trusting given test
 //!   certificates), [`raw`] (bytes in, bytes out, for malformed requests).
+//! - [`Browser`] keeps cookies as a browser does (RFC 6265bis §5.7: one per
+//!   name, domain, host-only flag and path; deletions; Domain/Path
+//!   matching), to follow what a visitor's browser holds across responses.
 //! - [`within`] bounds a test so a hang fails instead of blocking CI;
 //!   [`metric`] reads one sample out of `/metrics` text.
 //!
@@ -392,6 +395,97 @@ impl Echo {
     /// Whether the header is present.
     pub fn has(&self, name: &str) -> bool {
         !self.all(name).is_empty()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A browser's cookie store
+
+/// A minimal browser cookie store: enough of RFC 6265bis §5.7 to follow
+/// which cookies a visitor holds after each response. A cookie is keyed by
+/// (name, domain, host-only, path); `Max-Age<=0` or a past `Expires`
+/// deletes; a `Domain` the host is not inside is refused. Attributes are
+/// read with a plain split (the tests send well-formed headers), not with
+/// consentry's own parser, so the model does not share its bugs.
+#[derive(Debug, Default, Clone)]
+pub struct Browser {
+    /// (name, domain, host_only, path, value), in creation order.
+    cookies: Vec<(String, String, bool, String, String)>,
+}
+
+impl Browser {
+    /// An empty store.
+    pub fn new() -> Browser {
+        Browser::default()
+    }
+
+    /// Applies every `Set-Cookie` of a response to a request for `host`.
+    pub fn receive(&mut self, host: &str, response: &TestResponse) {
+        for value in response.header_all("set-cookie") {
+            self.set(host, &value);
+        }
+    }
+
+    /// Applies one `Set-Cookie` value received from `host`.
+    pub fn set(&mut self, host: &str, header: &str) {
+        let mut parts = header.split(';');
+        let Some((name, value)) = parts.next().and_then(|p| p.split_once('=')) else { return };
+        let (name, value) = (name.trim().to_string(), value.trim().to_string());
+        let (mut domain, mut path, mut delete) = (None, "/".to_string(), false);
+        for attribute in parts {
+            let (key, val) = attribute.split_once('=').unwrap_or((attribute, ""));
+            let (key, val) = (key.trim().to_ascii_lowercase(), val.trim());
+            match key.as_str() {
+                "domain" if !val.is_empty() => {
+                    domain = Some(val.trim_start_matches('.').to_ascii_lowercase())
+                }
+                "path" if val.starts_with('/') => path = val.to_string(),
+                "max-age" => delete = val.parse::<i64>().is_ok_and(|n| n <= 0),
+                "expires" => {
+                    delete |= httpdate::parse_http_date(val).is_ok_and(|t| t <= std::time::SystemTime::now())
+                }
+                _ => {}
+            }
+        }
+        let (domain, host_only) = match domain {
+            Some(d) if host == d || host.ends_with(&format!(".{d}")) => (d, false),
+            Some(_) => return, // a Domain the host is not inside: refused
+            None => (host.to_string(), true),
+        };
+        let key = |c: &(String, String, bool, String, String)| {
+            c.0 == name && c.1 == domain && c.2 == host_only && c.3 == path
+        };
+        let at = self.cookies.iter().position(key);
+        match (at, delete) {
+            (Some(i), true) => {
+                self.cookies.remove(i);
+            }
+            (Some(i), false) => self.cookies[i].4 = value,
+            (None, true) => {}
+            (None, false) => self.cookies.push((name, domain, host_only, path, value)),
+        }
+    }
+
+    /// The `Cookie` header a request to `host` and `path` carries (longer
+    /// paths first, then creation order), or `None` without cookies.
+    pub fn cookie_header(&self, host: &str, path: &str) -> Option<String> {
+        let mut sent: Vec<&(String, String, bool, String, String)> = self
+            .cookies
+            .iter()
+            .filter(|c| if c.2 { c.1 == host } else { host == c.1 || host.ends_with(&format!(".{}", c.1)) })
+            .filter(|c| path.starts_with(&c.3))
+            .collect();
+        sent.sort_by_key(|c| std::cmp::Reverse(c.3.len()));
+        let pairs: Vec<String> = sent.iter().map(|c| format!("{}={}", c.0, c.4)).collect();
+        (!pairs.is_empty()).then(|| pairs.join("; "))
+    }
+
+    /// Every cookie held, as `name@domain` (`name@host-only:HOST`).
+    pub fn held(&self) -> Vec<String> {
+        self.cookies
+            .iter()
+            .map(|c| if c.2 { format!("{}@host-only:{}", c.0, c.1) } else { format!("{}@{}", c.0, c.1) })
+            .collect()
     }
 }
 
