@@ -1268,3 +1268,34 @@ async fn withdrawn_cookies_leave_the_browser() {
     })
     .await;
 }
+
+/// More refused cookies than one response may delete (`sweep_budget`):
+/// the rest are deferred, the browser sends them again, and the next
+/// response goes on, until the browser holds none.
+#[tokio::test]
+async fn sweeps_over_budget_finish_over_several_responses() {
+    within(async {
+        let origin = cookie_origin(vec![]).await;
+        let policy = "sweep_budget = 16\nunknown_cookies = \"block\"\n\
+                      [[policy.test.cookie]]\nname = \"sessionid\"\ncategory = \"necessary\"\n";
+        let proxy = proxy().origin(&origin.origin).hosts(&[SHOP]).policy(policy).run().await;
+        let mut browser = Browser::new();
+        browser.set(SHOP, "sessionid=1; Path=/");
+        for i in 0..40 {
+            // Left by scripts of an old tag manager: no rule knows them.
+            browser.set(SHOP, &format!("_legacy_{i}=x; Path=/"));
+        }
+        let mut client = proxy.http1_to(SHOP).await;
+        let mut deletions = Vec::new();
+        for _ in 0..4 {
+            let cookie = browser.cookie_header(SHOP, "/").unwrap();
+            let r = client.get_with("/", &[("cookie", &cookie)]).await;
+            assert_eq!(cookies_seen(&r.body), ["sessionid=1"], "the origin never sees them");
+            deletions.push(r.header_all("set-cookie").len());
+            browser.receive(SHOP, &r);
+        }
+        assert_eq!(deletions, [16, 16, 8, 0]);
+        assert_eq!(browser.held(), ["sessionid@host-only:www.shop.test"]);
+    })
+    .await;
+}
