@@ -8,8 +8,12 @@
 //! `Set-Cookie` headers reach the client (byte-identical, or capped), which
 //! request cookies reach the origin (order and bytes kept), which sweep
 //! deletions are sent, and `Vary` — over HTTP/1.1 and over HTTP/2 with one
-//! `cookie` field per pair. Then report-only (the origin's bytes plus a
-//! report), `Consentry-Consent`, metrics, inventory and declaration.
+//! `cookie` field per pair, for consentry's own cookie (signed, expired,
+//! old revision, forged), OneTrust and IAB TCF. Then report-only (the
+//! origin's bytes plus a report), `Consentry-Consent`, metrics, inventory,
+//! declaration, the audit log, `Vary` corner cases, hardening, and the
+//! consent loop (endpoint → cookie → enforcement) followed in a browser
+//! cookie store ([`Browser`]).
 //!
 //! The expected outcome of each state is computed from the table below,
 //! where each cookie's category is written by hand from the policy text
