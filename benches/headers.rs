@@ -4,6 +4,12 @@
 //!   filter over 20 cookies in two `Cookie` headers, then the response stage
 //!   over 30 `Set-Cookie` headers (kept, dropped, capped, a deletion),
 //!   sweeps and `Vary` — reported per header (50 elements).
+//! - `request/whole_decision`: everything `proxy.rs` decides for one
+//!   request, as one number (issue 3's target: under 10 µs): read the
+//!   `Cookie` headers into a jar, `Sec-GPC`, parse and verify the signed
+//!   `consentry` cookie (HMAC-SHA256), then the two stages above — under a
+//!   policy compiled from eight built-in presets plus site rules, as a real
+//!   config is.
 //! - `set_cookie/*`: one `Set-Cookie` decision (parse + classify + record)
 //!   for each outcome, and the parser alone.
 //! - `cookie_date`: the RFC 6265 date parser alone.
@@ -22,7 +28,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use consentry::category::CategorySet;
 use consentry::config::Source;
-use consentry::consent::{Consent, Format, State};
+use consentry::consent::{self, Consent, Format, State};
+use consentry::cookie::CookieJar;
 use consentry::decision::Decisions;
 use consentry::policy::{self, Policy};
 use consentry::presets::Presets;
@@ -288,9 +295,132 @@ fn per_header(c: &mut Criterion<OnCpu>) {
     c.bench_function("cookie_date", |b| b.iter(|| parse_cookie_date(b"Wednesday, 09-Jun-21 10:18:14 GMT")));
 }
 
+const KEY: &str = "bench-hmac-key-0123456789abcdef";
+
+/// A site's real policy: built-in presets for the services the request
+/// below uses, the site's own rules, a signed consent cookie, lifetime caps
+/// and one hardening rule.
+fn preset_policy() -> Policy {
+    let text = format!(
+        r#"
+[policy.default]
+presets = ["cloudflare", "google-analytics", "google-ads", "hubspot", "hotjar", "meta-pixel", "microsoft-clarity", "bing-uet"]
+consent_header = true
+[policy.default.consent]
+revision = 2
+hmac_key = "{KEY}"
+[policy.default.categories]
+necessary = {{}}
+functional = {{ max_cookie_days = 183 }}
+analytics = {{ max_cookie_days = 395 }}
+advertising = {{}}
+[[policy.default.cookie]]
+name = "sessionid"
+category = "necessary"
+[[policy.default.cookie]]
+name = "csrftoken"
+category = "necessary"
+[[policy.default.cookie]]
+name = "AWSALB"
+category = "necessary"
+[[policy.default.cookie]]
+name = "lang"
+category = "functional"
+domain = ".callkom.io"
+[[policy.default.cookie]]
+name = "calendly_*"
+category = "functional"
+[[policy.default.harden]]
+name = "sessionid"
+secure = true
+http_only = true
+same_site = "Lax"
+"#
+    );
+    let source = Source { path: PathBuf::from("bench.toml"), text };
+    let file = source.parse().unwrap();
+    policy::compile("default", &source, &file.policy, &Presets::builtin().unwrap()).unwrap()
+}
+
+/// The 20 cookies of [`request`], the first being a real signed `consentry`
+/// cookie (functional and analytics, given a day before [`NOW`]), and
+/// `Sec-GPC: 1`.
+fn signed_request() -> HeaderMap {
+    let given = UNIX_EPOCH + Duration::from_secs(NOW - 86_400);
+    let value = consent::encode(&["necessary", "functional", "analytics"], 2, given, Some(KEY.as_bytes()));
+    let mut h = request();
+    let first = h.get(COOKIE).unwrap().to_str().unwrap();
+    let rest = first.split_once("; ").unwrap().1;
+    let first = HeaderValue::from_str(&format!("consentry={value}; {rest}")).unwrap();
+    let second = h.get_all(COOKIE).iter().nth(1).unwrap().clone();
+    h.remove(COOKIE);
+    h.append(COOKIE, first);
+    h.append(COOKIE, second);
+    h.insert("sec-gpc", HeaderValue::from_static("1"));
+    h
+}
+
+fn whole_decision(c: &mut Criterion<OnCpu>) {
+    let p = preset_policy();
+    let sets = set_cookies();
+    let now = UNIX_EPOCH + Duration::from_secs(NOW);
+    // What the proxy does, in proxy.rs's order.
+    let decide = |req: &mut HeaderMap, resp: &mut HeaderMap, decisions: &mut Decisions| -> Consent {
+        let consent = {
+            let jar = CookieJar::from_headers(req);
+            let gpc = req.get("sec-gpc").is_some_and(|v| v.as_bytes().trim_ascii() == b"1");
+            consent::read(&p.consent, &jar, gpc, now)
+        };
+        let withdrawn = filter_request(req, &p, HOST, &consent, decisions);
+        let cx = ResponseContext {
+            policy: &p,
+            host: HOST,
+            consent: &consent,
+            withdrawn: &withdrawn,
+            https: true,
+            now,
+            body_rewritten: true,
+        };
+        filter_response(StatusCode::OK, resp, &cx, decisions);
+        consent
+    };
+    let setup = || {
+        let mut resp = HeaderMap::new();
+        for v in &sets {
+            resp.append(SET_COOKIE, v.clone());
+        }
+        (signed_request(), resp, Decisions::with_capacity(64))
+    };
+    // The bench measures the real thing: valid signed consent, GPC honoured,
+    // cookies removed, capped, hardened and swept.
+    let (mut req, mut resp, mut decisions) = setup();
+    let consent = decide(&mut req, &mut resp, &mut decisions);
+    assert_eq!(consent.state, State::Valid);
+    assert_eq!(p.categories.names(consent.granted), "necessary,functional,analytics");
+    assert_eq!(req.get_all(COOKIE).iter().count(), 2);
+    let actions: Vec<&str> = decisions.iter().map(|d| d.action.name()).collect();
+    for action in ["allow", "block", "cap", "sweep"] {
+        assert!(actions.contains(&action), "no {action} in {actions:?}");
+    }
+    assert_eq!(req.get("consentry-consent").unwrap(), "necessary,functional,analytics");
+
+    let mut group = c.benchmark_group("request");
+    group.bench_function("whole_decision", |b| {
+        b.iter_batched(
+            setup,
+            |(mut req, mut resp, mut decisions)| {
+                decide(&mut req, &mut resp, &mut decisions);
+                (req, resp, decisions)
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().with_measurement(OnCpu(WallTime));
-    targets = whole_request, per_header
+    targets = whole_request, whole_decision, per_header
 }
 criterion_main!(benches);

@@ -31,7 +31,9 @@
 //! 4. answer with the consent cookie, plus deletions for the cookies of
 //!    refused categories the browser still holds (the request filter run
 //!    with the *new* consent over the request's cookies, then the response
-//!    header stage's sweep).
+//!    header stage's sweep), and, when the cookie is set on `cookie_domain`,
+//!    for a host-only copy of it left from before (two copies with
+//!    different values read as contradictory consent).
 //!
 //! # Why the POST is CSRF-safe
 //! The forgery to fear is another site making the visitor's browser submit
@@ -396,6 +398,35 @@ pub fn consent_cookie(policy: &Policy, value: &str, host: &str, https: bool) -> 
     cookie
 }
 
+/// A deletion for a host-only copy of the consent cookie, when the new one
+/// (`cookie`, as [`consent_cookie`] wrote it) is set with a `Domain` and
+/// the request carries the consent cookie.
+///
+/// A browser keeps a host-only cookie and a `Domain` cookie of the same
+/// name side by side. A visitor who chose before `cookie_domain` was set
+/// (or on a host it did not cover) holds a host-only copy; setting the
+/// domain copy alone leaves both, the browser sends two different values,
+/// and the consent stage reads that as contradictory: necessary only and
+/// the banner again, at every choice, for as long as the old copy lives.
+/// The two copies have different keys, so deleting the host-only one never
+/// touches the new cookie, whatever the header order.
+fn stale_host_only_copy(
+    policy: &Policy,
+    cookie: &str,
+    request: &HeaderMap,
+    host: &str,
+    https: bool,
+) -> Option<HeaderValue> {
+    let name = &policy.consent.cookie;
+    let domain_set = cookie.split(';').skip(1).any(|a| a.trim_start().starts_with("Domain="));
+    let carried = crate::cookie::CookieJar::from_headers(request).pairs().iter().any(|p| p.name == name);
+    if !domain_set || !carried {
+        return None;
+    }
+    tracing::debug!(cookie = %name, host, "consent cookie now set on its domain; deleting a host-only copy");
+    crate::sweep::deletion(name, None, "/", https)
+}
+
 /// Reads the whole (small) body, refusing more than `MAX_BODY` bytes.
 ///
 /// A hand-written loop rather than `http_body_util::Limited`: `Limited`'s
@@ -556,6 +587,9 @@ async fn post_consent(req: Request<Body>, site: &Site, cx: &EndpointContext) -> 
             tracing::error!(cookie = %policy.consent.cookie, "consent cookie is not a valid header value");
             return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
         }
+    }
+    if let Some(stale) = stale_host_only_copy(policy, &cookie, &parts.headers, &host_name, cx.https) {
+        res.headers_mut().append(SET_COOKIE, stale);
     }
     res.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
 
@@ -878,6 +912,36 @@ enabled = true
         let read = crate::consent::read(&site.policy.consent, &jar, false, cx().now);
         assert!(read.is_valid(), "{read:?}");
         assert_eq!(site.policy.categories.names(read.granted), "necessary,analytics");
+    }
+
+    /// A visitor holding a host-only consent cookie (from before
+    /// `cookie_domain`) gets it deleted alongside the new domain cookie, or
+    /// the browser would send both and the consent would read as
+    /// contradictory.
+    #[tokio::test]
+    async fn a_domain_cookie_replaces_a_host_only_copy() {
+        let site = site();
+        let with_old = post("", "application/json").header("cookie", "consentry=1.4.1770000000.");
+        let res = send(with_old, r#"{"choice":"accept-all"}"#, &site, &cx()).await;
+        let cookies = set_cookie(&res);
+        assert!(cookies[0].ends_with("; Domain=example.com"), "{cookies:?}");
+        assert_eq!(
+            cookies[1],
+            "consentry=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Secure"
+        );
+        assert_eq!(cookies.len(), 2, "{cookies:?}");
+
+        // No consent cookie in the request: nothing to delete.
+        let res = send(post("", "application/json"), r#"{"choice":"accept-all"}"#, &site, &cx()).await;
+        assert_eq!(set_cookie(&res).len(), 1);
+        // A host-only new cookie (the host is outside cookie_domain) is the
+        // very cookie a deletion would remove: none is sent.
+        let outside = Request::post("/.consentry/consent")
+            .header(HOST, "localhost")
+            .header(CONTENT_TYPE, "application/json")
+            .header("cookie", "consentry=1.4.1770000000.");
+        let res = send(outside, r#"{"choice":"accept-all"}"#, &site, &cx()).await;
+        assert_eq!(set_cookie(&res).len(), 1, "{:?}", set_cookie(&res));
     }
 
     #[tokio::test]

@@ -10,21 +10,27 @@
 //! [`crate::policy::ResourceRules`]), so what it prints is what the proxy
 //! does; it only reads, never changes anything.
 //!
-//! `Set-Cookie` values are read by [`SetCookieFacts::parse`], a deliberately
-//! small reader of the name and the `Domain`, `Max-Age` and `Expires`
-//! attributes (all that a decision needs), written here because the
-//! response-header stage's full parser lives in another module that is
-//! being written in parallel; the output says so.
+//! `Set-Cookie` values go through the response-header stage's own
+//! [`response_headers::judge_set_cookie`] (and so the browser-exact parser
+//! of [`crate::set_cookie`]): the verdict printed is the proxy's, including
+//! lifetime caps, hardening and the value actually sent, not a re-derivation
+//! of it. Only the wording around it (which rule, why refused, how long the
+//! cookie wanted to live) is added here.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::HeaderValue;
 
 use crate::category::CategoryId;
 use crate::consent;
 use crate::cookie::CookieJar;
+use crate::decision::Action;
 use crate::policy::{CookieBasis, Mode, Policy, Unknown};
+use crate::response_headers::{self, ResponseContext, Verdict};
 use crate::route::normalize_host;
+use crate::set_cookie::{Lifetime, SetCookie};
 use crate::snapshot::Snapshot;
 
 /// What to explain: one request as the proxy would see it.
@@ -158,49 +164,18 @@ pub fn explain_at(snapshot: &Snapshot, req: &ExplainRequest, now: SystemTime) ->
     }
 
     if !req.set_cookies.is_empty() {
-        let _ = writeln!(out, "\nset-cookie (read by explain's own minimal Set-Cookie reader)");
+        let _ = writeln!(out, "\nset-cookie");
+        let cx = ResponseContext {
+            policy,
+            host: &host,
+            consent: &consent,
+            withdrawn: &[],
+            https: false,
+            now,
+            body_rewritten: false,
+        };
         for raw in &req.set_cookies {
-            let Some(facts) = SetCookieFacts::parse(raw) else {
-                let action = verb(false, "allow", "drop");
-                let _ = writeln!(out, "  {action:<14} {raw:?}: not a cookie (no name=value)");
-                continue;
-            };
-            let domain = facts.domain.clone().unwrap_or_else(|| host.clone());
-            let (category, basis) = policy.classify_cookie(&facts.name, &domain);
-            let allowed = policy.cookie_allowed(category, granted);
-            let mut why = why(policy, category, &basis, policy.unknown_cookies, "unknown_cookies", allowed);
-            let mut action = verb(allowed, "allow", "block");
-            if allowed {
-                let rule = match basis {
-                    CookieBasis::Rule(rule) => Some(rule),
-                    _ => None,
-                };
-                if let (Some(max), Some(lifetime)) =
-                    (policy.max_cookie_age(category, rule), facts.lifetime(now))
-                    && lifetime > max
-                {
-                    action = verb(false, "", "cap");
-                    let source = match rule.and_then(|r| r.max_age) {
-                        Some(_) => "the rule's max_days".to_string(),
-                        None => format!("{} max_cookie_days", category_name(policy, category)),
-                    };
-                    let _ = write!(
-                        why,
-                        "; lifetime {} → {} ({source})",
-                        humantime::format_duration(lifetime),
-                        humantime::format_duration(max)
-                    );
-                }
-                let flags = harden_flags(policy, &facts.name);
-                if !flags.is_empty() {
-                    let _ = write!(why, "; harden: {flags}");
-                }
-            }
-            let shown = match &facts.domain {
-                Some(d) => format!("{} (Domain={d})", facts.name),
-                None => facts.name.clone(),
-            };
-            let _ = writeln!(out, "  {action:<14} {shown:<28} {:<13} {why}", category_name(policy, category));
+            let _ = writeln!(out, "  {}", explain_set_cookie(policy, &cx, raw, report_only));
         }
     }
 
@@ -213,6 +188,91 @@ pub fn explain_at(snapshot: &Snapshot, req: &ExplainRequest, now: SystemTime) ->
         }
     }
     Ok(out)
+}
+
+/// One `Set-Cookie` line: the proxy's own verdict
+/// ([`response_headers::judge_set_cookie`] over [`SetCookie::parse`]), its
+/// category and rule, and for a changed cookie what is sent instead.
+fn explain_set_cookie(policy: &Policy, cx: &ResponseContext<'_>, raw: &str, report_only: bool) -> String {
+    // A value that is not a valid header value never reaches the proxy
+    // (the HTTP parser refuses it); say so rather than guess.
+    let Ok(value) = HeaderValue::from_str(raw) else {
+        return format!("{:<14} {raw:?}: not a valid header value (control character)", "drop");
+    };
+    let now = unix(cx.now);
+    let (verdict, decision) = response_headers::judge_set_cookie(&value, cx, now);
+    let action = match (decision.action, report_only) {
+        (Action::Allow, _) => "allow".to_string(),
+        (Action::Invalid, false) => "drop".to_string(),
+        (Action::Invalid, true) => "would drop".to_string(),
+        (other, false) => other.name().to_string(),
+        (other, true) => format!("would {}", other.name()),
+    };
+    let Ok(cookie) = SetCookie::parse(value.as_bytes()) else {
+        // The judge dropped it as unparseable; its rule says why.
+        return format!("{action:<14} {raw:?}: not a cookie a browser would keep ({})", decision.rule);
+    };
+    let name = if decision.name.is_empty() { "(no name)" } else { decision.name.as_str() };
+    let shown = match cookie.domain() {
+        Some(_) => format!("{name} (Domain={})", decision.domain),
+        None => name.to_string(),
+    };
+    let category = decision.category;
+    let (_, basis) = policy.classify_cookie(&decision.name, &decision.domain);
+    let allowed = decision.action != Action::Block;
+    let mut why = why(policy, category, &basis, policy.unknown_cookies, "unknown_cookies", allowed);
+    if decision.rule.starts_with("deletion always allowed") {
+        why.push_str(" — a deletion always passes");
+    }
+    if decision.action == Action::Cap {
+        let rule = match basis {
+            CookieBasis::Rule(rule) => Some(rule),
+            _ => None,
+        };
+        if let Some(max) = policy.max_cookie_age(category, rule) {
+            let source = match rule.and_then(|r| r.max_age) {
+                Some(_) => "the rule's max_days".to_string(),
+                None => format!("{} max_cookie_days", category_name(policy, category)),
+            };
+            let lifetime = match cookie.lifetime(now) {
+                Lifetime::Until(until) => {
+                    Some(Duration::from_secs(u64::try_from(until.saturating_sub(now)).unwrap_or(0)))
+                }
+                Lifetime::Session | Lifetime::Delete => None,
+            };
+            let max_text = humantime::format_duration(max);
+            match lifetime {
+                Some(lifetime) if lifetime > max => {
+                    let _ = write!(
+                        why,
+                        "; lifetime {} → {max_text} ({source})",
+                        humantime::format_duration(lifetime)
+                    );
+                }
+                // The effective value is under the cap but another (ignored
+                // by this browser, maybe not by the next) is over it: the
+                // stage rewrites every lifetime attribute over the cap.
+                _ => {
+                    let _ = write!(why, "; a Max-Age or Expires over {max_text} ({source}) is rewritten");
+                }
+            }
+        }
+    }
+    if decision.action == Action::Harden {
+        let _ = write!(why, "; harden: {}", harden_flags(policy, &decision.name));
+    }
+    if let Verdict::Replace(new) = verdict {
+        let _ = write!(why, "; sent as {:?}", String::from_utf8_lossy(new.as_bytes()));
+    }
+    format!("{action:<14} {shown:<28} {:<13} {why}", category_name(policy, category))
+}
+
+/// Unix seconds of `t` (negative before 1970), as the response stage counts.
+fn unix(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_secs()).map_or(i64::MIN, |s| -s),
+    }
 }
 
 /// One resource line.
@@ -317,62 +377,6 @@ fn truncate(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((i, _)) => format!("{}…", &text[..i]),
         None => text.to_string(),
-    }
-}
-
-/// What a decision needs from a `Set-Cookie` value: its name, `Domain`,
-/// and lifetime (`Max-Age` wins over `Expires`, as RFC 6265 §5.3 says).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SetCookieFacts {
-    /// Cookie name (trimmed).
-    pub name: String,
-    /// `Domain` attribute, lower case, without its leading dot.
-    pub domain: Option<String>,
-    /// `Max-Age` in seconds (negative: delete now).
-    pub max_age: Option<i64>,
-    /// `Expires`, when it parses as an HTTP date.
-    pub expires: Option<SystemTime>,
-}
-
-impl SetCookieFacts {
-    /// Reads a `Set-Cookie` value; `None` without `name=` (browsers ignore
-    /// such a header). Unknown or malformed attributes are skipped, as
-    /// browsers do.
-    pub fn parse(raw: &str) -> Option<SetCookieFacts> {
-        let mut parts = raw.split(';');
-        let pair = parts.next()?;
-        let (name, _) = pair.split_once('=')?;
-        let name = name.trim();
-        if name.is_empty() {
-            return None;
-        }
-        let mut facts = SetCookieFacts { name: name.to_string(), domain: None, max_age: None, expires: None };
-        for attribute in parts {
-            let (key, value) = attribute.split_once('=').unwrap_or((attribute, ""));
-            let (key, value) = (key.trim(), value.trim());
-            if key.eq_ignore_ascii_case("domain") {
-                let domain = value.trim_start_matches('.').to_ascii_lowercase();
-                if !domain.is_empty() {
-                    facts.domain = Some(domain);
-                }
-            } else if key.eq_ignore_ascii_case("max-age") {
-                if let Ok(seconds) = value.parse::<i64>() {
-                    facts.max_age = Some(seconds);
-                }
-            } else if key.eq_ignore_ascii_case("expires") {
-                facts.expires = httpdate::parse_http_date(value).ok();
-            }
-        }
-        Some(facts)
-    }
-
-    /// How long the cookie would live from `now`; `None` for a session
-    /// cookie. Already expired is zero.
-    pub fn lifetime(&self, now: SystemTime) -> Option<Duration> {
-        if let Some(seconds) = self.max_age {
-            return Some(Duration::from_secs(u64::try_from(seconds).unwrap_or(0)));
-        }
-        self.expires.map(|at| at.duration_since(now).unwrap_or(Duration::ZERO))
     }
 }
 
@@ -511,13 +515,20 @@ same_site = "Lax"
         assert_eq!(req("tracker")[..3], ["remove", "tracker", "unclassified"]);
         assert_eq!(rest(&req("tracker"), 3), "no rule: unknown_cookies = block");
 
-        assert!(out.contains("set-cookie (read by explain's own minimal Set-Cookie reader)"));
+        assert!(out.lines().any(|l| l == "set-cookie"), "{out}");
         let set = |item| row(&out, "set-cookie", item);
         assert_eq!(set("_ga")[..4], ["block", "_ga", "(Domain=example.com)", "analytics"]);
         assert_eq!(set("_fbp")[..3], ["block", "_fbp", "advertising"]);
         assert_eq!(set("__cf_bm")[..3], ["allow", "__cf_bm", "necessary"]);
-        assert_eq!(rest(&set("sid"), 3), "sid (config line 14); harden: +Secure +HttpOnly SameSite=Lax");
-        assert_eq!(set("\"garbage-without-equals\":")[0], "drop");
+        assert_eq!(set("sid")[..3], ["harden", "sid", "necessary"]);
+        assert_eq!(
+            rest(&set("sid"), 3),
+            "sid (config line 14); harden: +Secure +HttpOnly SameSite=Lax; \
+             sent as \"sid=1; Path=/; Secure; HttpOnly; SameSite=Lax\""
+        );
+        // Browsers keep a pair without `=` as a nameless cookie (RFC 6265bis
+        // §5.6): no rule names it, so it is blocked, not "not a cookie".
+        assert_eq!(rest(&set("(no"), 0), "block (no name) unclassified no rule: unknown_cookies = block");
 
         let res = |item| row(&out, "resources", item);
         assert_eq!(res("https://www.example.com/assets/app.js")[0], "first-party");
@@ -569,7 +580,12 @@ same_site = "Lax"
         let lines: Vec<&str> = out.lines().filter(|l| l.contains("remember")).collect();
         assert_eq!(lines.len(), 2, "{out}");
         assert!(lines[0].trim_start().starts_with("cap "), "{out}");
-        assert!(lines[0].contains("lifetime 10days → 1day (the rule's max_days)"), "{out}");
+        assert!(
+            lines[0].ends_with(
+                "lifetime 10days → 1day (the rule's max_days); sent as \"remember=1; Max-Age=86400\""
+            ),
+            "{out}"
+        );
         assert!(lines[1].trim_start().starts_with("allow "), "{out}");
 
         let report = explain_at(&snapshot("mode = \"report-only\"\n"), &request(), now()).unwrap();
@@ -630,21 +646,53 @@ same_site = "Lax"
         assert!(err.contains("www.example.com"), "{err}");
     }
 
+    /// Where explain's old minimal reader and the proxy disagreed, explain
+    /// now says what the proxy does: every `Expires` format browsers accept
+    /// is capped, the last `Max-Age` wins, a deletion of a refused cookie
+    /// passes, an unparseable header is dropped, a harden rule that has
+    /// nothing to add leaves the cookie alone.
     #[test]
-    fn set_cookie_facts() {
-        let f = SetCookieFacts::parse(" a = b ; DOMAIN=.Example.COM; max-age=10; Expires=garbage").unwrap();
-        assert_eq!(f.name, "a");
-        assert_eq!(f.domain.as_deref(), Some("example.com"));
-        assert_eq!(f.max_age, Some(10));
-        assert_eq!(f.expires, None);
-        // Max-Age beats Expires; negative means gone.
-        let f = SetCookieFacts::parse("a=b; Expires=Wed, 01 Jan 2025 01:00:00 GMT; Max-Age=-1").unwrap();
-        assert_eq!(f.lifetime(now()), Some(Duration::ZERO));
-        let f = SetCookieFacts::parse("a=b; Expires=Wed, 01 Jan 2025 01:00:00 GMT").unwrap();
-        assert_eq!(f.lifetime(now()), Some(Duration::from_secs(3600)));
-        assert_eq!(SetCookieFacts::parse("a=b").unwrap().lifetime(now()), None);
-        assert_eq!(SetCookieFacts::parse("noequals"), None);
-        assert_eq!(SetCookieFacts::parse("=value"), None);
-        assert_eq!(SetCookieFacts::parse(""), None);
+    fn set_cookies_are_decided_as_the_proxy_decides() {
+        let value = crate::consent::encode(&["necessary", "analytics", "functional"], 0, now(), None);
+        let req = ExplainRequest {
+            host: "www.example.com".into(),
+            cookie: Some(format!("consentry={value}")),
+            set_cookies: vec![
+                // Netscape date with a two-digit year: 2038, over the 395-day cap.
+                "_ga=GA1.2.3; expires=Fri, 31-Dec-38 23:59:59 GMT; path=/".into(),
+                // The last valid Max-Age wins (one hour), but the earlier one
+                // is over the cap too and is rewritten all the same.
+                "_gid=GA1.2.4; Max-Age=99999999; Max-Age=3600".into(),
+                // A refused cookie being deleted passes.
+                "_fbp=; Max-Age=0; Path=/".into(),
+                // Neither name nor value: browsers ignore it; the proxy drops it.
+                " = ; Path=/".into(),
+                // Already Secure, HttpOnly, SameSite=Lax: nothing to add.
+                "sid=2; Secure; HttpOnly; SameSite=Lax".into(),
+            ],
+            ..ExplainRequest::default()
+        };
+        let extra = "[[policy.default.cookie]]\nname = \"sid\"\ncategory = \"necessary\"\n";
+        let out = explain_at(&snapshot(extra), &req, now()).unwrap();
+        let set = |item| row(&out, "set-cookie", item);
+        assert_eq!(set("_ga")[..3], ["cap", "_ga", "analytics"]);
+        assert!(
+            rest(&set("_ga"), 3).ends_with(
+                "max_cookie_days); sent as \"_ga=GA1.2.3; expires=Sat, 31 Jan 2026 00:00:00 GMT; path=/\""
+            ),
+            "{out}"
+        );
+        assert_eq!(
+            rest(&set("_gid"), 0),
+            "cap _gid analytics _gid (preset google-analytics); a Max-Age or Expires over 1year 29days 18h \
+             (analytics max_cookie_days) is rewritten; sent as \"_gid=GA1.2.4; Max-Age=34128000; Max-Age=3600\""
+        );
+        assert_eq!(
+            rest(&set("_fbp"), 0),
+            "allow _fbp advertising _fbp (preset meta-pixel) — a deletion always passes"
+        );
+        assert!(out.contains("drop           \" = ; Path=/\": not a cookie a browser would keep (unparseable: empty name and value)"), "{out}");
+        assert!(rest(&set("sid"), 0).starts_with("allow sid necessary sid (config line "), "{out}");
+        assert!(!rest(&set("sid"), 0).contains("harden"), "{out}");
     }
 }

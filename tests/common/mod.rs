@@ -22,17 +22,27 @@
 //!   the request head as JSON, see [`Echo`]); [`raw_origin`] hands each
 //!   accepted `TcpStream` to a closure, for origins that misbehave;
 //!   [`closed_port`] is an address nothing listens on.
+//!   [`cookie_origin`] answers every path with fixed response headers
+//!   (`Set-Cookie`s...) and a body listing the `Cookie` fields it received,
+//!   and records each request's headers.
 //! - **Proxy**: [`proxy`] writes a config into a temp dir (one site, host
 //!   [`HOST`] by default, a policy that lets everything through so core
 //!   tests see the proxy alone) and starts it in-process with
 //!   `consentry::server::start`. `.policy(...)`, `.limit(...)`, `.toml(...)`
-//!   adjust it; `.https(&[&cert])` adds TLS. [`ProxyBuilder::spawn_binary`]
-//!   runs the built `consentry` binary instead, to measure its memory or
-//!   send it signals.
-//! - **Clients**: [`Proxy::http1`] (one HTTP/1.1 connection),
+//!   adjust it; `.site(...)` adds a site on the same origin; `.https(&[&cert])`
+//!   adds TLS; `.admin()` the admin listener ([`Proxy::admin`] calls it);
+//!   `.watch()` hot reload ([`Proxy::save_config`] rewrites the file as an
+//!   editor does). [`ProxyBuilder::spawn_binary`] runs the built `consentry`
+//!   binary instead, to measure its memory or send it signals.
+//! - **Clients**: [`Proxy::http1`] (one HTTP/1.1 connection; [`Proxy::http1_to`]
+//!   for another site's host),
 //!   [`Proxy::h2`] (HTTP/2 over TLS with SNI, trusting given test
 //!   certificates), [`raw`] (bytes in, bytes out, for malformed requests).
-//! - [`within`] bounds a test so a hang fails instead of blocking CI.
+//! - [`Browser`] keeps cookies as a browser does (RFC 6265bis §5.7: one per
+//!   name, domain, host-only flag and path; deletions; Domain/Path
+//!   matching), to follow what a visitor's browser holds across responses.
+//! - [`within`] bounds a test so a hang fails instead of blocking CI;
+//!   [`metric`] reads one sample out of `/metrics` text.
 //!
 //! Every test file includes this module and uses a part of it.
 #![allow(dead_code, unreachable_pub)]
@@ -225,6 +235,94 @@ where
     Origin { addr, url: format!("http://{addr}"), task }
 }
 
+/// The `Date` every [`cookie_origin`] response carries, so that two
+/// responses to the same request are byte-identical.
+pub const FIXED_DATE: &str = "Tue, 24 Nov 2026 12:00:00 GMT";
+
+/// An origin that answers every path `200` with `headers` (in order, after
+/// `Content-Type: application/json` and [`FIXED_DATE`]) and the body
+/// `{"cookie":[...]}`: the `Cookie` fields it received, in order, as sent.
+/// Every request's headers are recorded ([`CookieOrigin::seen`]).
+pub async fn cookie_origin(headers: Vec<(String, String)>) -> CookieOrigin {
+    let seen: Arc<Mutex<Vec<HeaderMap>>> = Arc::default();
+    let record = seen.clone();
+    let headers = Arc::new(headers);
+    let origin = origin()
+        .fallback_fn(move |request: Request<Incoming>| {
+            let (record, headers) = (record.clone(), headers.clone());
+            async move {
+                let cookies: Vec<String> = request
+                    .headers()
+                    .get_all(http::header::COOKIE)
+                    .iter()
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                    .collect();
+                record.lock().unwrap().push(request.headers().clone());
+                let mut response =
+                    Response::new(body::full(serde_json::json!({ "cookie": cookies }).to_string()));
+                let h = response.headers_mut();
+                h.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+                h.insert(http::header::DATE, http::HeaderValue::from_static(FIXED_DATE));
+                for (name, value) in headers.iter() {
+                    h.append(
+                        http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                        http::HeaderValue::from_str(value).unwrap(),
+                    );
+                }
+                response
+            }
+        })
+        .run()
+        .await;
+    CookieOrigin { origin, seen }
+}
+
+/// A running [`cookie_origin`].
+#[derive(Debug)]
+pub struct CookieOrigin {
+    /// The server.
+    pub origin: Origin,
+    seen: Arc<Mutex<Vec<HeaderMap>>>,
+}
+
+impl CookieOrigin {
+    /// The headers of every request so far, in arrival order.
+    pub fn seen(&self) -> Vec<HeaderMap> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// The headers of the last request (panics if there was none).
+    pub fn last(&self) -> HeaderMap {
+        self.seen.lock().unwrap().last().expect("the origin saw no request").clone()
+    }
+
+    /// Every value of `name` in the last request, as text.
+    pub fn last_all(&self, name: &str) -> Vec<String> {
+        self.last().get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect()
+    }
+}
+
+/// The `{"cookie":[...]}` body of a [`cookie_origin`] response.
+pub fn cookies_seen(body: &[u8]) -> Vec<String> {
+    let json: serde_json::Value = serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("not a cookie_origin body ({e}): {}", String::from_utf8_lossy(body)));
+    json["cookie"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
+}
+
+/// One sample of Prometheus text: the value of `name` with exactly these
+/// labels (in the order written), or `None` when there is no such line.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut key = name.to_string();
+    if !labels.is_empty() {
+        let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        key = format!("{name}{{{}}}", inner.join(","));
+    }
+    text.lines()
+        .filter_map(|line| line.rsplit_once(' '))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.parse().unwrap())
+}
+
 /// Reads a request head (up to the blank line) from a raw connection.
 pub async fn read_head(stream: &mut TcpStream) -> String {
     let mut head = Vec::new();
@@ -301,6 +399,97 @@ impl Echo {
 }
 
 // ---------------------------------------------------------------------------
+// A browser's cookie store
+
+/// A minimal browser cookie store: enough of RFC 6265bis §5.7 to follow
+/// which cookies a visitor holds after each response. A cookie is keyed by
+/// (name, domain, host-only, path); `Max-Age<=0` or a past `Expires`
+/// deletes; a `Domain` the host is not inside is refused. Attributes are
+/// read with a plain split (the tests send well-formed headers), not with
+/// consentry's own parser, so the model does not share its bugs.
+#[derive(Debug, Default, Clone)]
+pub struct Browser {
+    /// (name, domain, host_only, path, value), in creation order.
+    cookies: Vec<(String, String, bool, String, String)>,
+}
+
+impl Browser {
+    /// An empty store.
+    pub fn new() -> Browser {
+        Browser::default()
+    }
+
+    /// Applies every `Set-Cookie` of a response to a request for `host`.
+    pub fn receive(&mut self, host: &str, response: &TestResponse) {
+        for value in response.header_all("set-cookie") {
+            self.set(host, &value);
+        }
+    }
+
+    /// Applies one `Set-Cookie` value received from `host`.
+    pub fn set(&mut self, host: &str, header: &str) {
+        let mut parts = header.split(';');
+        let Some((name, value)) = parts.next().and_then(|p| p.split_once('=')) else { return };
+        let (name, value) = (name.trim().to_string(), value.trim().to_string());
+        let (mut domain, mut path, mut delete) = (None, "/".to_string(), false);
+        for attribute in parts {
+            let (key, val) = attribute.split_once('=').unwrap_or((attribute, ""));
+            let (key, val) = (key.trim().to_ascii_lowercase(), val.trim());
+            match key.as_str() {
+                "domain" if !val.is_empty() => {
+                    domain = Some(val.trim_start_matches('.').to_ascii_lowercase())
+                }
+                "path" if val.starts_with('/') => path = val.to_string(),
+                "max-age" => delete = val.parse::<i64>().is_ok_and(|n| n <= 0),
+                "expires" => {
+                    delete |= httpdate::parse_http_date(val).is_ok_and(|t| t <= std::time::SystemTime::now())
+                }
+                _ => {}
+            }
+        }
+        let (domain, host_only) = match domain {
+            Some(d) if host == d || host.ends_with(&format!(".{d}")) => (d, false),
+            Some(_) => return, // a Domain the host is not inside: refused
+            None => (host.to_string(), true),
+        };
+        let key = |c: &(String, String, bool, String, String)| {
+            c.0 == name && c.1 == domain && c.2 == host_only && c.3 == path
+        };
+        let at = self.cookies.iter().position(key);
+        match (at, delete) {
+            (Some(i), true) => {
+                self.cookies.remove(i);
+            }
+            (Some(i), false) => self.cookies[i].4 = value,
+            (None, true) => {}
+            (None, false) => self.cookies.push((name, domain, host_only, path, value)),
+        }
+    }
+
+    /// The `Cookie` header a request to `host` and `path` carries (longer
+    /// paths first, then creation order), or `None` without cookies.
+    pub fn cookie_header(&self, host: &str, path: &str) -> Option<String> {
+        let mut sent: Vec<&(String, String, bool, String, String)> = self
+            .cookies
+            .iter()
+            .filter(|c| if c.2 { c.1 == host } else { host == c.1 || host.ends_with(&format!(".{}", c.1)) })
+            .filter(|c| path.starts_with(&c.3))
+            .collect();
+        sent.sort_by_key(|c| std::cmp::Reverse(c.3.len()));
+        let pairs: Vec<String> = sent.iter().map(|c| format!("{}={}", c.0, c.4)).collect();
+        (!pairs.is_empty()).then(|| pairs.join("; "))
+    }
+
+    /// Every cookie held, as `name@domain` (`name@host-only:HOST`).
+    pub fn held(&self) -> Vec<String> {
+        self.cookies
+            .iter()
+            .map(|c| if c.2 { format!("{}@host-only:{}", c.0, c.1) } else { format!("{}@{}", c.0, c.1) })
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Certificates
 
 /// A self-signed certificate written to a temp dir.
@@ -351,7 +540,11 @@ pub struct ProxyBuilder {
     policy: String,
     certs: Vec<(PathBuf, PathBuf)>,
     site_extra: String,
+    sites: Vec<(String, Vec<String>, String)>,
+    head: String,
     extra: String,
+    admin: Option<String>,
+    watch: bool,
 }
 
 /// Starts building a proxy.
@@ -364,7 +557,11 @@ pub fn proxy() -> ProxyBuilder {
         policy: "unknown_cookies = \"allow\"\nunknown_third_party = \"allow\"\n".into(),
         certs: Vec::new(),
         site_extra: String::new(),
+        sites: Vec::new(),
+        head: String::new(),
         extra: String::new(),
+        admin: None,
+        watch: false,
     }
 }
 
@@ -419,6 +616,41 @@ impl ProxyBuilder {
         self
     }
 
+    /// Another `[[site]]` on the same origin, with its own hosts and policy
+    /// (`[policy.NAME]`, written with [`ProxyBuilder::toml`]).
+    pub fn site(mut self, name: &str, hosts: &[&str], policy: &str) -> Self {
+        self.sites.push((
+            name.to_string(),
+            hosts.iter().map(|h| (*h).to_string()).collect(),
+            policy.to_string(),
+        ));
+        self
+    }
+
+    /// Top-level tables written before the sites (`[audit]`, `[log]`...).
+    pub fn head(mut self, toml: &str) -> Self {
+        self.head.push_str(toml);
+        self.head.push('\n');
+        self
+    }
+
+    /// An admin listener on `127.0.0.1:0` ([`Proxy::admin`]).
+    pub fn admin(self) -> Self {
+        self.admin_with("")
+    }
+
+    /// An admin listener with more `[admin]` keys (`token = "..."`).
+    pub fn admin_with(mut self, toml: &str) -> Self {
+        self.admin = Some(toml.to_string());
+        self
+    }
+
+    /// Hot reload: the file is watched as `consentry run` watches it.
+    pub fn watch(mut self) -> Self {
+        self.watch = true;
+        self
+    }
+
     /// Adds an HTTPS listener with these certificates (chosen by SNI).
     pub fn https(mut self, certs: &[&TestCert]) -> Self {
         self.certs = certs.iter().map(|c| (c.cert_path.clone(), c.key_path.clone())).collect();
@@ -434,6 +666,10 @@ impl ProxyBuilder {
         for (cert, key) in &self.certs {
             text.push_str(&format!("[[listen.certificate]]\ncert = {cert:?}\nkey = {key:?}\n"));
         }
+        if let Some(keys) = &self.admin {
+            text.push_str(&format!("\n[admin]\nlisten = \"127.0.0.1:0\"\n{keys}\n"));
+        }
+        text.push_str(&self.head);
         text.push_str("\n[limits]\n");
         for (key, value) in &self.limits {
             text.push_str(&format!("{key} = {value}\n"));
@@ -446,6 +682,14 @@ impl ProxyBuilder {
             self.preserve_host,
             self.site_extra
         ));
+        for (name, hosts, policy) in &self.sites {
+            let hosts: Vec<String> = hosts.iter().map(|h| format!("{h:?}")).collect();
+            text.push_str(&format!(
+                "\n[[site]]\nname = {name:?}\nhosts = [{}]\norigin = {:?}\npolicy = {policy:?}\n",
+                hosts.join(", "),
+                self.origin
+            ));
+        }
         text.push_str(&format!("\n[policy.test]\n{}\n{}", self.policy, self.extra));
         text
     }
@@ -464,11 +708,16 @@ impl ProxyBuilder {
         let running = consentry::server::start(&path)
             .await
             .unwrap_or_else(|e| panic!("proxy did not start: {e}\n{}", self.config_text()));
+        let watcher = self
+            .watch
+            .then(|| consentry::reload::spawn_watcher(running.store.clone(), path.clone()).unwrap());
         Proxy {
             http: running.http_addr.unwrap(),
             https: running.https_addr,
+            admin: running.admin_addr,
             running: Some(running),
             config_path: path,
+            watcher,
             _dir: dir,
         }
     }
@@ -488,8 +737,12 @@ pub struct Proxy {
     pub https: Option<SocketAddr>,
     /// The server (taken by [`Proxy::shutdown`]).
     pub running: Option<Running>,
+    /// Its admin API address, when configured.
+    pub admin: Option<SocketAddr>,
     /// The config file it runs.
     pub config_path: PathBuf,
+    /// The hot-reload watcher, when built with [`ProxyBuilder::watch`].
+    pub watcher: Option<consentry::reload::WatcherHandle>,
     _dir: tempfile::TempDir,
 }
 
@@ -507,6 +760,32 @@ impl Proxy {
     /// One HTTP/1.1 connection to the plain listener, sending `Host: HOST`.
     pub async fn http1(&self) -> Client {
         Client::http1(self.http, HOST).await
+    }
+
+    /// One HTTP/1.1 connection to the plain listener, sending `Host: host`.
+    pub async fn http1_to(&self, host: &str) -> Client {
+        Client::http1(self.http, host).await
+    }
+
+    /// `GET path` on the admin API (which must be configured).
+    pub async fn admin(&self, path: &str) -> TestResponse {
+        let mut client = Client::http1(self.admin.expect("no admin listener: use .admin()"), "admin").await;
+        client.get(path).await
+    }
+
+    /// The admin API's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let response = self.admin("/metrics").await;
+        assert_eq!(response.status, StatusCode::OK);
+        response.text()
+    }
+
+    /// Rewrites the config file as an editor saves: a temporary file
+    /// renamed over it.
+    pub fn save_config(&self, text: &str) {
+        let tmp = self.config_path.with_extension("toml.swp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &self.config_path).unwrap();
     }
 
     /// One HTTP/2-over-TLS connection to the HTTPS listener with this SNI
@@ -620,10 +899,39 @@ impl Client {
         }
     }
 
+    /// Sends a request and reads the whole response; an error (connection
+    /// closed, protocol error) is returned, not a panic, for loops that
+    /// count failures.
+    pub async fn try_fetch(&mut self, request: Request<Body>) -> Result<TestResponse, String> {
+        let response = match &mut self.sender {
+            Sender::H1(sender) => {
+                sender.ready().await.map_err(|e| e.to_string())?;
+                sender.send_request(request).await.map_err(|e| e.to_string())?
+            }
+            Sender::H2(sender) => {
+                sender.ready().await.map_err(|e| e.to_string())?;
+                sender.send_request(request).await.map_err(|e| e.to_string())?
+            }
+        };
+        let (parts, incoming) = response.into_parts();
+        let body = incoming.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(TestResponse { status: parts.status, headers: parts.headers, body })
+    }
+
     /// Sends a request and reads the whole response.
     pub async fn fetch(&mut self, request: Request<Body>) -> TestResponse {
         let response = self.send(request).await;
         read(response).await
+    }
+
+    /// `GET path` with these request header fields (in order; a name may
+    /// repeat).
+    pub async fn get_with(&mut self, path: &str, headers: &[(&str, &str)]) -> TestResponse {
+        let mut request = self.request(http::Method::GET, path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.fetch(request.body(body::empty()).unwrap()).await
     }
 
     /// `GET path`.
