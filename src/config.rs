@@ -157,6 +157,11 @@ pub struct Listen {
     pub certificate: Vec<Spanned<Certificate>>,
     /// Maximum HTTP/2 concurrent streams per connection.
     pub h2_max_concurrent_streams: Option<u32>,
+    /// Load balancers in front of consentry (`10.0.0.0/8`, `192.0.2.1`):
+    /// from these peers only, `X-Forwarded-Proto` and `X-Forwarded-For`
+    /// say whether the visitor used HTTPS and who the visitor is.
+    #[serde(default)]
+    pub trusted_proxies: Vec<Spanned<String>>,
 }
 
 /// `[[listen.certificate]]`.

@@ -25,14 +25,57 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// What consentry knows about the client side of a request.
 #[derive(Debug, Clone, Copy)]
 pub struct Client<'a> {
-    /// The peer address of the client connection.
+    /// The peer address of the client connection (appended to
+    /// `X-Forwarded-For`).
     pub ip: IpAddr,
-    /// Whether the client connection is TLS.
+    /// Whether the visitor used HTTPS (see [`effective_client`]).
     pub https: bool,
     /// The host the client asked for, as sent (port kept).
     pub host: &'a str,
     /// The HTTP version the client spoke.
     pub version: Version,
+}
+
+/// Who the visitor is and whether they used HTTPS, as far as consentry can
+/// tell: the peer and the connection, unless the peer is a trusted proxy
+/// (`[listen] trusted_proxies`). Then the last `X-Forwarded-Proto` value
+/// says the scheme, and the visitor is the rightmost `X-Forwarded-For`
+/// entry that is not itself a trusted proxy (entries left of it could be
+/// forged by the visitor). A TLS-terminating load balancer thus still gets
+/// `Secure` consent cookies and sweeps that reach `__Secure-` cookies.
+pub fn effective_client(
+    headers: &HeaderMap,
+    peer: IpAddr,
+    tls: bool,
+    trusted: &[ipnet::IpNet],
+) -> (IpAddr, bool) {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return (peer, tls);
+    }
+    let https = match last_list_value(headers, &X_FORWARDED_PROTO) {
+        Some(proto) => proto.eq_ignore_ascii_case("https"),
+        None => tls,
+    };
+    let mut client = peer;
+    for field in headers.get_all(&X_FORWARDED_FOR).iter().rev() {
+        let Ok(field) = field.to_str() else { break };
+        for entry in field.rsplit(',') {
+            let Ok(ip) = entry.trim().parse::<IpAddr>() else {
+                return (client, https);
+            };
+            client = ip;
+            if !is_trusted(&ip) {
+                return (client, https);
+            }
+        }
+    }
+    (client, https)
+}
+
+fn last_list_value<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
+    let last = headers.get_all(name).iter().next_back()?.to_str().ok()?;
+    last.rsplit(',').next().map(str::trim).filter(|v| !v.is_empty())
 }
 
 /// Sets `X-Forwarded-For`, `-Proto`, `-Host` and appends to `Via`.
@@ -127,6 +170,29 @@ mod tests {
         assert_eq!(headers[&X_FORWARDED_FOR], "2001:db8::1");
         assert_eq!(headers[&X_FORWARDED_PROTO], "http");
         assert_eq!(headers[VIA], "1.1 consentry");
+    }
+
+    #[test]
+    fn forwarded_headers_are_believed_only_from_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut headers = HeaderMap::new();
+        headers.append(&X_FORWARDED_FOR, HeaderValue::from_static("6.6.6.6, 203.0.113.9"));
+        headers.append(&X_FORWARDED_FOR, HeaderValue::from_static("10.1.2.3"));
+        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        let lb: IpAddr = "10.0.0.1".parse().unwrap();
+        let stranger: IpAddr = "198.51.100.1".parse().unwrap();
+        // From the load balancer: the rightmost untrusted entry, and https.
+        assert_eq!(effective_client(&headers, lb, false, &trusted), ("203.0.113.9".parse().unwrap(), true));
+        // From anyone else: nothing in the headers is believed.
+        assert_eq!(effective_client(&headers, stranger, false, &trusted), (stranger, false));
+        assert_eq!(effective_client(&headers, lb, false, &[]), (lb, false));
+        // A garbage entry stops the walk at the last good address.
+        let mut headers = HeaderMap::new();
+        headers.insert(&X_FORWARDED_FOR, HeaderValue::from_static("nonsense, 10.9.9.9"));
+        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        assert_eq!(effective_client(&headers, lb, true, &trusted), ("10.9.9.9".parse().unwrap(), false));
+        // No X-Forwarded-Proto: the connection decides.
+        assert!(effective_client(&HeaderMap::new(), lb, true, &trusted).1);
     }
 
     #[test]

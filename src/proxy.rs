@@ -67,6 +67,11 @@ async fn pipeline(
     let request_id = forwarded::request_id(&mut parts.headers);
     record.request_id.clone_from(&request_id);
 
+    // Who asked, and over HTTPS or not: the connection, or a trusted load
+    // balancer's X-Forwarded-* (before the forward stage rewrites them).
+    let (client_ip, https) =
+        forwarded::effective_client(&parts.headers, conn.peer.ip(), conn.https, &snapshot.trusted_proxies);
+
     // Stage 2, route: absolute URI / `:authority` first, else `Host`.
     let host = client_host(&parts).ok_or(ProxyError::MissingHost)?;
     let site = snapshot.router.route(&host).cloned().ok_or_else(|| ProxyError::UnknownHost(host.clone()))?;
@@ -86,8 +91,8 @@ async fn pipeline(
     // one place they are answered. They never reach the origin.
     if consent_endpoint::is_endpoint(parts.uri.path()) {
         let cx = EndpointContext {
-            https: conn.https,
-            client_ip: Some(conn.peer.ip()),
+            https,
+            client_ip: Some(client_ip),
             now: SystemTime::now(),
             consent,
             receipts: shared.receipts.clone(),
@@ -105,18 +110,13 @@ async fn pipeline(
 
     // Stage 6, forward.
     let method = parts.method.clone();
-    let scheme = if conn.https { "https" } else { "http" };
+    let scheme = if https { "https" } else { "http" };
     let page_url = format!("{scheme}://{host}{}", parts.uri.path());
     let target = Target {
         site: &site,
         ca: site.ca_file.as_ref().and_then(|path| snapshot.origin_cas.get(path)).map(Arc::as_ref),
         limits: &snapshot.limits,
-        client: forwarded::Client {
-            ip: conn.peer.ip(),
-            https: conn.https,
-            host: &host,
-            version: parts.version,
-        },
+        client: forwarded::Client { ip: conn.peer.ip(), https, host: &host, version: parts.version },
         tasks: &shared.tasks,
         activity: &conn.activity,
     };
@@ -132,7 +132,7 @@ async fn pipeline(
         host: &host_name,
         consent: &consent,
         withdrawn: &withdrawn,
-        https: conn.https,
+        https,
         now: SystemTime::now(),
         body_rewritten,
     };

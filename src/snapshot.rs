@@ -70,6 +70,8 @@ pub struct Snapshot {
     pub origin_cas: BTreeMap<PathBuf, Arc<CaBundle>>,
     /// HTTP/2 concurrent streams per connection.
     pub h2_max_concurrent_streams: u32,
+    /// Peers whose `X-Forwarded-Proto`/`-For` are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Timeouts and limits.
     pub limits: config::Limits,
     /// Admin bearer token.
@@ -231,6 +233,21 @@ impl Snapshot {
             (None, None) => None,
         };
 
+        let mut trusted_proxies = Vec::new();
+        for t in &file.listen.trusted_proxies {
+            let text = t.get_ref().trim();
+            let net = text
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match net {
+                Ok(net) => trusted_proxies.push(net),
+                Err(_) => errors.push(source.error_at(
+                    t.span(),
+                    format!("bad trusted proxy {text:?} (expected an address or CIDR, e.g. 10.0.0.0/8)"),
+                )),
+            }
+        }
+
         let mut policies = BTreeMap::new();
         for name in file.policy.keys() {
             match policy::compile(name, source, &file.policy, &presets) {
@@ -323,6 +340,7 @@ impl Snapshot {
             tls,
             origin_cas,
             h2_max_concurrent_streams: file.listen.h2_max_concurrent_streams.unwrap_or(256),
+            trusted_proxies,
             limits: file.limits,
             admin_token,
             log: file.log,

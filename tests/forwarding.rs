@@ -299,3 +299,44 @@ async fn connect_is_not_forwarded() {
     })
     .await;
 }
+
+/// Behind a TLS-terminating load balancer listed in `trusted_proxies`, the
+/// visitor's HTTPS (from `X-Forwarded-Proto`) makes the consent cookie
+/// `Secure` and is what the origin is told; from anyone else the header is
+/// not believed.
+#[tokio::test]
+async fn trusted_proxies_decide_https_and_the_client() {
+    within(async {
+        let origin = demo_origin().await;
+        let post = |proxy: &Proxy| {
+            let addr = proxy.http;
+            async move {
+                let mut client = Client::http1(addr, HOST).await;
+                let request = client
+                    .request(http::Method::POST, "/.consentry/consent")
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .header("x-forwarded-proto", "https")
+                    .header("x-forwarded-for", "203.0.113.9")
+                    .body(body::full("choice=accept-all"))
+                    .unwrap();
+                let response = client.fetch(request).await;
+                assert_eq!(response.status, StatusCode::SEE_OTHER, "{}", response.text());
+                response.header_all("set-cookie")[0].clone()
+            }
+        };
+        let trusting = proxy().origin(&origin).listen("trusted_proxies = [\"127.0.0.0/8\"]").run().await;
+        assert!(post(&trusting).await.ends_with("; Secure"));
+        let mut client = trusting.http1().await;
+        let request = client
+            .request(Method::GET, "/echo")
+            .header("x-forwarded-proto", "https")
+            .body(body::empty())
+            .unwrap();
+        let echo = Echo::parse(&client.fetch(request).await.body);
+        assert_eq!(echo.one("x-forwarded-proto"), "https");
+
+        let wary = proxy().origin(&origin).run().await;
+        assert!(!post(&wary).await.contains("Secure"));
+    })
+    .await;
+}

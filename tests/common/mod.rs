@@ -542,6 +542,7 @@ pub struct ProxyBuilder {
     site_extra: String,
     sites: Vec<(String, Vec<String>, String)>,
     head: String,
+    listen_extra: String,
     extra: String,
     admin: Option<String>,
     watch: bool,
@@ -559,6 +560,7 @@ pub fn proxy() -> ProxyBuilder {
         site_extra: String::new(),
         sites: Vec::new(),
         head: String::new(),
+        listen_extra: String::new(),
         extra: String::new(),
         admin: None,
         watch: false,
@@ -627,6 +629,13 @@ impl ProxyBuilder {
         self
     }
 
+    /// Extra keys in `[listen]` (`trusted_proxies = ["127.0.0.1"]`).
+    pub fn listen(mut self, toml: &str) -> Self {
+        self.listen_extra.push_str(toml);
+        self.listen_extra.push('\n');
+        self
+    }
+
     /// Top-level tables written before the sites (`[audit]`, `[log]`...).
     pub fn head(mut self, toml: &str) -> Self {
         self.head.push_str(toml);
@@ -663,6 +672,7 @@ impl ProxyBuilder {
         if !self.certs.is_empty() {
             text.push_str("https = \"127.0.0.1:0\"\n");
         }
+        text.push_str(&self.listen_extra);
         for (cert, key) in &self.certs {
             text.push_str(&format!("[[listen.certificate]]\ncert = {cert:?}\nkey = {key:?}\n"));
         }
