@@ -22,10 +22,13 @@
 pub mod account;
 pub mod body;
 pub mod category;
+pub mod codec;
 pub mod config;
 pub mod consent;
 pub mod cookie;
+pub mod csp;
 pub mod decision;
+pub mod html;
 pub mod policy;
 pub mod presets;
 pub mod request_filter;
