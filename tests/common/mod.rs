@@ -119,27 +119,33 @@ pub fn run_body(
         }),
     };
     let body = response_body::rewrite(&mut headers, frames_body(frames), cx);
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    let mut out = Vec::new();
-    let mut error = None;
-    rt.block_on(async {
-        let mut body = body;
-        while let Some(frame) = body.frame().await {
-            match frame {
-                Ok(f) => {
-                    if let Ok(data) = f.into_data() {
-                        out.push(data);
-                    }
-                }
-                Err(e) => {
-                    error = Some(e.to_string());
-                    break;
-                }
-            }
-        }
-    });
+    let (out, error) = drain_ready(body);
     let g = done.lock().unwrap();
     BodyRun { headers, frames: out, decisions: g.1.clone(), done_calls: g.0, error }
+}
+
+/// Collects a body whose frames are all ready (no executor needed).
+pub fn drain_ready(mut body: Body) -> (Vec<Bytes>, Option<String>) {
+    use futures_util::FutureExt;
+    let mut out = Vec::new();
+    loop {
+        let frame = loop {
+            // The rewriter yields (Pending) after its per-poll budget even
+            // when input is ready; poll again.
+            if let Some(f) = body.frame().now_or_never() {
+                break f;
+            }
+        };
+        match frame {
+            None => return (out, None),
+            Some(Ok(f)) => {
+                if let Ok(data) = f.into_data() {
+                    out.push(data);
+                }
+            }
+            Some(Err(e)) => return (out, Some(e.to_string())),
+        }
+    }
 }
 
 pub fn gzip(data: &[u8]) -> Vec<u8> {
