@@ -108,6 +108,11 @@ pub const NOSCRIPT_WINDOW: usize = 64 * 1024;
 /// makes the rewriter bail out and the rest of the page pass through.
 pub const PARSER_MEMORY: usize = 8 * 1024 * 1024;
 
+/// Most decisions kept per page; a pathological page with thousands of
+/// trackers must not grow memory without bound. The rest are still acted
+/// on, counted, and logged at the end of the page.
+pub const MAX_DECISIONS: usize = 4096;
+
 /// An edit end that is not known yet (a removed element whose end tag has
 /// not arrived).
 const OPEN: usize = usize::MAX;
@@ -151,6 +156,8 @@ struct Config {
     enforce: bool,
     nonce: Option<String>,
     page_url: Option<Url>,
+    /// The page's host (always first party).
+    page_host: Option<String>,
     /// Decisions are recorded with this item instead (noscript fragments).
     item_override: Option<Item>,
 }
@@ -414,6 +421,8 @@ struct Shared {
     open_drops: Vec<OpenDrop>,
     next_id: u32,
     decisions: Decisions,
+    /// Decisions beyond [`MAX_DECISIONS`], not kept.
+    decisions_dropped: u64,
     banner: Option<Bytes>,
     banner_state: BannerState,
 }
@@ -522,8 +531,7 @@ impl Shared {
     }
 
     fn is_first_party(&self, host: &str) -> bool {
-        self.cfg.page_url.as_ref().and_then(url_host).is_some_and(|h| h == host)
-            || self.cfg.site.is_first_party(host)
+        self.cfg.page_host.as_deref() == Some(host) || self.cfg.site.is_first_party(host)
     }
 
     fn set_base(&mut self, href: &str) {
@@ -604,7 +612,15 @@ impl Shared {
             rule = %rule,
             "html decision"
         );
-        self.decisions.push(Decision { item, name, domain, category, action, rule });
+        self.push_decision(Decision { item, name, domain, category, action, rule });
+    }
+
+    fn push_decision(&mut self, decision: Decision) {
+        if self.decisions.len() < MAX_DECISIONS {
+            self.decisions.push(decision);
+        } else {
+            self.decisions_dropped += 1;
+        }
     }
 
     fn record_verdict(&mut self, item: Item, v: &Verdict) {
@@ -755,7 +771,7 @@ impl Shared {
             Some(note) => format!("{basis}; {note}"),
             None => basis,
         };
-        let host = self.cfg.page_url.as_ref().and_then(url_host).unwrap_or_default();
+        let host = self.cfg.page_host.clone().unwrap_or_default();
         self.record(Item::InlineScript, signature, host, Some(category), allowed, basis);
     }
 
@@ -846,7 +862,10 @@ impl Shared {
         let mut rewritten = Vec::with_capacity(content.len());
         inner.write(content, &mut rewritten);
         inner.finish(&mut rewritten);
-        self.decisions.append(&mut inner.take_decisions());
+        self.decisions_dropped += inner.decisions_dropped();
+        for d in inner.take_decisions() {
+            self.push_decision(d);
+        }
         if self.cfg.enforce && rewritten != content {
             let at = ns.held_from + content_from;
             self.applier.push(Edit {
@@ -1278,6 +1297,7 @@ impl PageRewriter {
                     && n.bytes()
                         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_'))
             }),
+            page_host: page_url.as_ref().and_then(url_host),
             page_url: page_url.clone(),
             item_override,
         });
@@ -1296,6 +1316,7 @@ impl PageRewriter {
             open_drops: Vec::new(),
             next_id: 0,
             decisions: Vec::new(),
+            decisions_dropped: 0,
             banner: options.banner,
             banner_state,
         };
@@ -1316,9 +1337,22 @@ impl PageRewriter {
         self.fallback
     }
 
-    /// The decisions made so far (moved out).
+    /// The decisions made so far (moved out), at most [`MAX_DECISIONS`].
     pub fn take_decisions(&mut self) -> Decisions {
-        std::mem::take(&mut lock(&self.shared).decisions)
+        let mut s = lock(&self.shared);
+        if s.decisions_dropped > 0 {
+            tracing::debug!(
+                kept = s.decisions.len(),
+                dropped = s.decisions_dropped,
+                "page had more decisions than recorded"
+            );
+        }
+        std::mem::take(&mut s.decisions)
+    }
+
+    /// Decisions made but not kept (beyond [`MAX_DECISIONS`]).
+    pub fn decisions_dropped(&self) -> u64 {
+        lock(&self.shared).decisions_dropped
     }
 
     /// Rewrites the next chunk, appending what can be emitted to `out`.
