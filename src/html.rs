@@ -113,6 +113,15 @@ pub const PARSER_MEMORY: usize = 8 * 1024 * 1024;
 /// on, counted, and logged at the end of the page.
 pub const MAX_DECISIONS: usize = 4096;
 
+/// Initial capacity of a hold buffer: most inline scripts fit.
+const HELD_CAPACITY: usize = 4096;
+
+/// First-party URL prefixes remembered per page.
+const FIRST_PARTY_PREFIXES: usize = 4;
+
+/// Hosts whose first-party status is remembered per page.
+const HOST_CACHE: usize = 16;
+
 /// An edit end that is not known yet (a removed element whose end tag has
 /// not arrived).
 const OPEN: usize = usize::MAX;
@@ -308,18 +317,31 @@ impl Scanner {
             return;
         }
         let keep = ac.max_pattern_len().saturating_sub(1);
-        self.hay.clear();
-        self.hay.extend_from_slice(&self.carry);
-        self.hay.extend_from_slice(data);
-        let old = self.carry.len();
-        for m in ac.find_iter(&self.hay[..]) {
-            if m.end() > old {
-                found(m.pattern().as_usize());
+        // Matches that start in the carried bytes and end in this chunk:
+        // they end within its first `keep` bytes.
+        if !self.carry.is_empty() {
+            self.hay.clear();
+            self.hay.extend_from_slice(&self.carry);
+            self.hay.extend_from_slice(&data[..keep.min(data.len())]);
+            let old = self.carry.len();
+            for m in ac.find_iter(&self.hay[..]) {
+                if m.start() < old && m.end() > old {
+                    found(m.pattern().as_usize());
+                }
             }
         }
-        let from = self.hay.len().saturating_sub(keep);
-        self.carry.clear();
-        self.carry.extend_from_slice(&self.hay[from..]);
+        // Matches inside this chunk, searched in place.
+        for m in ac.find_iter(data) {
+            found(m.pattern().as_usize());
+        }
+        if data.len() >= keep {
+            self.carry.clear();
+            self.carry.extend_from_slice(&data[data.len() - keep..]);
+        } else {
+            self.carry.extend_from_slice(data);
+            let excess = self.carry.len().saturating_sub(keep);
+            self.carry.drain(..excess);
+        }
     }
 }
 
@@ -412,6 +434,12 @@ struct Shared {
     base_seen: bool,
     /// Relative URLs resolve to a first-party host.
     relative_first_party: bool,
+    /// Recent first-party answers by host.
+    first_party_cache: std::cell::RefCell<Vec<(Box<str>, bool)>>,
+    /// `scheme://host/` of recent first-party absolute URLs.
+    first_party_prefixes: std::cell::RefCell<Vec<Box<str>>>,
+    /// `rule (origin)` texts already built, by rule address.
+    rule_texts: std::cell::RefCell<Vec<(usize, String)>>,
     encoding: &'static Encoding,
     /// Bytes received from lol_html (= input offset of its output so far).
     recv: usize,
@@ -470,7 +498,11 @@ pub fn is_javascript(type_attr: Option<&str>, language: Option<&str>) -> bool {
 
 /// Trims what the URL parser strips (C0 controls and space).
 fn trim_url(value: &str) -> &str {
-    value.trim_matches(|c: char| c <= ' ')
+    let b = value.as_bytes();
+    let start = b.iter().position(|&c| c > b' ').unwrap_or(b.len());
+    let end = b.iter().rposition(|&c| c > b' ').map_or(start, |i| i + 1);
+    // Both ends sit next to ASCII bytes, so they are char boundaries.
+    &value[start..end.max(start)]
 }
 
 /// Whether a (trimmed) URL is relative to the base's host: no scheme, not
@@ -481,7 +513,7 @@ fn is_host_relative(value: &str) -> bool {
     if b.len() >= 2 && matches!(b[0], b'/' | b'\\') && matches!(b[1], b'/' | b'\\') {
         return false;
     }
-    if value.contains(['\t', '\n', '\r']) {
+    if b.iter().any(|&c| matches!(c, b'\t' | b'\n' | b'\r')) {
         return false;
     }
     // A scheme: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) ":"
@@ -498,6 +530,18 @@ fn is_host_relative(value: &str) -> bool {
     true
 }
 
+/// Whether bytes contain `src`, `href` or `data` (any case): the
+/// attributes whose elements the rewriter looks at.
+fn mentions_url_attribute(bytes: &[u8]) -> bool {
+    bytes.windows(3).enumerate().any(|(i, w)| {
+        (w.eq_ignore_ascii_case(b"src"))
+            || (w.eq_ignore_ascii_case(b"hre")
+                && bytes.get(i + 3).is_some_and(|b| b.eq_ignore_ascii_case(&b'f')))
+            || (w.eq_ignore_ascii_case(b"dat")
+                && bytes.get(i + 3).is_some_and(|b| b.eq_ignore_ascii_case(&b'a')))
+    })
+}
+
 /// The host of a URL for rule lookup: lower case, no trailing dot.
 fn url_host(url: &Url) -> Option<String> {
     let host = url.host_str()?;
@@ -510,6 +554,118 @@ fn display_url(url: &Url) -> String {
     u.set_query(None);
     u.set_fragment(None);
     u.to_string()
+}
+
+/// Both halves of the quick split, for tests.
+#[cfg(test)]
+struct QuickUrl<'a> {
+    scheme: &'a str,
+    /// Lower case, no trailing dot.
+    host: Cow<'a, str>,
+    /// Never empty.
+    path: &'a str,
+}
+
+/// Scheme, lower-case host and the offset where the path starts, for an
+/// absolute or protocol-relative http(s) URL, split without the URL parser.
+/// Only URLs already in the form the parser would produce qualify (plain
+/// ASCII host that is not numeric, optional port; [`quick_path`] then
+/// checks the path has no dot segments, backslashes or bytes the parser
+/// would percent-encode); anything else goes to the full parser. This
+/// keeps the common case allocation-free, and a first-party URL never
+/// needs its path looked at.
+fn quick_host<'a>(value: &'a str, default_scheme: &'a str) -> Option<(&'a str, Cow<'a, str>, usize)> {
+    // One pass over the bytes: this runs for every absolute URL on a page.
+    let b = value.as_bytes();
+    let (scheme, start) = if b.len() >= 8 && b[..8].eq_ignore_ascii_case(b"https://") {
+        ("https", 8)
+    } else if b.len() >= 7 && b[..7].eq_ignore_ascii_case(b"http://") {
+        ("http", 7)
+    } else if b.starts_with(b"//") {
+        (default_scheme, 2)
+    } else {
+        return None;
+    };
+    let mut i = start;
+    let mut colon = None;
+    let mut upper = false;
+    while i < b.len() {
+        match b[i] {
+            b'/' | b'?' | b'#' => break,
+            b':' if colon.is_none() => colon = Some(i),
+            c if c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.' => {}
+            c if c.is_ascii_uppercase() => upper = true,
+            // `\`, `@`, `%`, `[`, non-ASCII...: the parser's business.
+            _ => return None,
+        }
+        i += 1;
+    }
+    let host_end = match colon {
+        Some(c) if c + 1 < i && b[c + 1..i].iter().all(u8::is_ascii_digit) => c,
+        Some(_) => return None,
+        None => i,
+    };
+    let mut host = &value[start..host_end];
+    if let Some(h) = host.strip_suffix('.') {
+        host = h;
+    }
+    // Numeric last labels are IPv4 forms the parser rewrites.
+    let last = host.rsplit('.').next().unwrap_or(host);
+    if last.is_empty() || last.as_bytes()[0].is_ascii_digit() {
+        return None;
+    }
+    let host = if upper { Cow::Owned(host.to_ascii_lowercase()) } else { Cow::Borrowed(host) };
+    Some((scheme, host, i))
+}
+
+/// The path of a URL whose authority [`quick_host`] split off, if it is
+/// already in normal form.
+fn quick_path(value: &str, path_start: usize) -> Option<&str> {
+    let b = value.as_bytes();
+    let mut i = path_start;
+    let mut prev = 0u8;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'?' || c == b'#' {
+            break;
+        }
+        let plain = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'@'
+                    | b'/'
+                    | b'%'
+            );
+        // A dot right after a slash may be a dot segment the parser removes.
+        if !plain || (c == b'.' && prev == b'/') {
+            return None;
+        }
+        prev = c;
+        i += 1;
+    }
+    let path = &value[path_start..i];
+    Some(if path.is_empty() { "/" } else { path })
+}
+
+#[cfg(test)]
+fn quick_split<'a>(value: &'a str, default_scheme: &'a str) -> Option<QuickUrl<'a>> {
+    let (scheme, host, at) = quick_host(value, default_scheme)?;
+    Some(QuickUrl { scheme, host, path: quick_path(value, at)? })
 }
 
 fn rule_basis(rule: &ResourceRule) -> String {
@@ -530,8 +686,34 @@ impl Shared {
         }
     }
 
+    /// `pattern (origin)` of a rule, built once per page.
+    fn rule_text(&self, rule: &ResourceRule) -> String {
+        let key = std::ptr::from_ref(rule) as usize;
+        let mut texts = self.rule_texts.borrow_mut();
+        if let Some((_, t)) = texts.iter().find(|(k, _)| *k == key) {
+            return t.clone();
+        }
+        let text = rule_basis(rule);
+        texts.push((key, text.clone()));
+        text
+    }
+
     fn is_first_party(&self, host: &str) -> bool {
-        self.cfg.page_host.as_deref() == Some(host) || self.cfg.site.is_first_party(host)
+        if self.cfg.page_host.as_deref() == Some(host) {
+            return true;
+        }
+        // Pages name the same few hosts again and again; the host sets
+        // hash every parent domain, so remember the last answers.
+        let mut cache = self.first_party_cache.borrow_mut();
+        if let Some((_, yes)) = cache.iter().find(|(h, _)| &**h == host) {
+            return *yes;
+        }
+        let yes = self.cfg.site.is_first_party(host);
+        if cache.len() >= HOST_CACHE {
+            cache.remove(0);
+        }
+        cache.push((host.into(), yes));
+        yes
     }
 
     fn set_base(&mut self, href: &str) {
@@ -560,29 +742,68 @@ impl Shared {
         if self.relative_first_party && is_host_relative(value) {
             return None;
         }
-        let url = match &self.base {
-            Some(base) => base.join(value).ok()?,
-            None => Url::parse(value).ok()?,
-        };
-        if !matches!(url.scheme(), "http" | "https") {
+        // Pages repeat the same first-party origins (image CDNs): a URL
+        // that starts with one seen before, up to the slash after its
+        // host, has that host.
+        if self.first_party_prefixes.borrow().iter().any(|p| value.as_bytes().starts_with(p.as_bytes())) {
             return None;
         }
-        let host = url_host(&url)?;
+        let default_scheme = self.base.as_ref().map_or("https", Url::scheme);
+        let fast = quick_host(value, default_scheme);
+        // First party needs no path: decide before looking at it.
+        if let Some((_, host, at)) = &fast
+            && self.is_first_party(host)
+        {
+            if value.as_bytes().get(*at) == Some(&b'/') {
+                let mut prefixes = self.first_party_prefixes.borrow_mut();
+                if prefixes.len() >= FIRST_PARTY_PREFIXES {
+                    prefixes.remove(0);
+                }
+                prefixes.push(value[..=*at].into());
+            }
+            return None;
+        }
+        let parsed;
+        // `display` is None on the fast path: built only for third parties.
+        let fast = fast.and_then(|(scheme, host, at)| Some((scheme, host, quick_path(value, at)?)));
+        let (scheme, host, path, display): (&str, Cow<'_, str>, &str, Option<String>) = match fast {
+            Some((scheme, host, path)) => (scheme, host, path, None),
+            None => {
+                parsed = match &self.base {
+                    Some(base) => base.join(value).ok()?,
+                    None => Url::parse(value).ok()?,
+                };
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    return None;
+                }
+                (parsed.scheme(), Cow::Owned(url_host(&parsed)?), parsed.path(), Some(display_url(&parsed)))
+            }
+        };
         if self.is_first_party(&host) {
             return None;
         }
+        let display = |host: &str| {
+            display.unwrap_or_else(|| {
+                let mut d = String::with_capacity(scheme.len() + 3 + host.len() + path.len());
+                d.push_str(scheme);
+                d.push_str("://");
+                d.push_str(host);
+                d.push_str(path);
+                d
+            })
+        };
         let policy = self.policy();
-        match policy.resources.classify_url(&host, url.path()) {
+        match policy.resources.classify_url(&host, path) {
             Some(rule) => Some(Verdict {
-                url: display_url(&url),
-                host,
+                url: display(&host),
+                host: host.into_owned(),
                 category: Some(rule.category),
                 allowed: policy.resource_allowed(Some(rule.category), self.cfg.granted),
-                rule: rule_basis(rule),
+                rule: self.rule_text(rule),
             }),
             None if kind == Kind::Active => Some(Verdict {
-                url: display_url(&url),
-                host,
+                url: display(&host),
+                host: host.into_owned(),
                 category: None,
                 allowed: policy.resource_allowed(None, self.cfg.granted),
                 rule: "unknown_third_party default".to_string(),
@@ -623,8 +844,11 @@ impl Shared {
         }
     }
 
-    fn record_verdict(&mut self, item: Item, v: &Verdict) {
-        self.record(item, v.url.clone(), v.host.clone(), v.category, v.allowed, v.rule.clone());
+    /// Records a verdict, keeping what neutralising needs.
+    fn record_verdict(&mut self, item: Item, v: Verdict) -> (Option<CategoryId>, bool) {
+        let kept = (v.category, v.allowed);
+        self.record(item, v.url, v.host, v.category, v.allowed, v.rule);
+        kept
     }
 
     fn new_id(&mut self) -> u32 {
@@ -764,7 +988,7 @@ impl Shared {
                 _ => rule.pattern.clone(),
             },
             rule.category,
-            rule_basis(rule),
+            self.rule_text(rule),
         );
         let allowed = st.refused.is_none() || st.late;
         let basis = match late_note {
@@ -843,6 +1067,12 @@ impl Shared {
         let Some(ns) = self.noscript.take_if(|n| n.id == id) else { return };
         let content_from = ns.content_start.saturating_sub(ns.held_from).min(ns.held.len());
         let content = &ns.held[content_from..];
+        // Most noscripts are a sentence ("please enable JavaScript"): only
+        // markup with a URL attribute is worth a parse.
+        if !mentions_url_attribute(content) {
+            self.applier.feed(&ns.held);
+            return;
+        }
         let options = PageOptions {
             site: self.cfg.site.clone(),
             granted: self.cfg.granted,
@@ -943,29 +1173,33 @@ impl Shared {
     fn on_script(&mut self, el: &mut lol_html::send::Element<'_, '_>) -> Option<EndAction> {
         let loc = el.source_location().bytes();
         let name_end = loc.start + 1 + "script".len();
-        if !is_javascript(el.get_attribute("type").as_deref(), el.get_attribute("language").as_deref()) {
-            return None;
-        }
+        let is_js = |el: &lol_html::send::Element<'_, '_>| {
+            is_javascript(el.get_attribute("type").as_deref(), el.get_attribute("language").as_deref())
+        };
         if let Some(src) = el.get_attribute("src") {
+            // Most scripts are first party: classify before reading more.
             let verdict = self.classify(&src, Kind::Active)?;
-            self.record_verdict(Item::Script, &verdict);
-            if verdict.allowed || !self.cfg.enforce {
+            if !is_js(el) {
+                return None;
+            }
+            let (category, allowed) = self.record_verdict(Item::Script, verdict);
+            if allowed || !self.cfg.enforce {
                 return None;
             }
             return match self.policy().neutralise {
                 Neutralise::Inert => {
-                    let attrs = self.inert_attrs(verdict.category, true);
+                    let attrs = self.inert_attrs(category, true);
                     let renames = Self::attr_offsets(el, &["type"]);
                     self.push_inert(name_end, attrs, &renames);
                     None
                 }
                 Neutralise::Remove => {
-                    let reopen = format!("<script{}>", self.inert_attrs(verdict.category, true));
+                    let reopen = format!("<script{}>", self.inert_attrs(category, true));
                     self.remove_element(el, loc, reopen)
                 }
             };
         }
-        if !el.can_have_content() || self.script.is_some() || self.noscript.is_some() {
+        if !el.can_have_content() || self.script.is_some() || self.noscript.is_some() || !is_js(el) {
             return None;
         }
         let has_nonce = el.has_attribute("nonce");
@@ -985,9 +1219,10 @@ impl Shared {
             start: loc.start,
             text_start: loc.end,
             name_end,
-            type_names: Self::attr_offsets(el, &["type"]),
+            // Reading attribute names allocates: only when there is one.
+            type_names: if el.has_attribute("type") { Self::attr_offsets(el, &["type"]) } else { Vec::new() },
             has_nonce,
-            held: self.cfg.enforce.then(Vec::new),
+            held: self.cfg.enforce.then(|| Vec::with_capacity(HELD_CAPACITY)),
             seen: 0,
             scanner: Scanner::default(),
             matched: Vec::new(),
@@ -1060,13 +1295,13 @@ impl Shared {
             "img" => (Item::Image, self.classify_img(el)?, &["src", "srcset"]),
             _ => return None,
         };
-        self.record_verdict(item, &verdict);
-        if verdict.allowed || !self.cfg.enforce {
+        let (category, allowed) = self.record_verdict(item, verdict);
+        if allowed || !self.cfg.enforce {
             return None;
         }
         match self.policy().neutralise {
             Neutralise::Inert => {
-                let attrs = self.inert_attrs(verdict.category, false);
+                let attrs = self.inert_attrs(category, false);
                 let offsets = Self::attr_offsets(el, renames);
                 self.push_inert(name_end, attrs, &offsets);
                 None
@@ -1077,7 +1312,7 @@ impl Shared {
                 el.can_have_content().then_some(EndAction::DeleteEndTag)
             }
             Neutralise::Remove => {
-                let reopen = format!("<{tag} hidden{}>", self.inert_attrs(verdict.category, false));
+                let reopen = format!("<{tag} hidden{}>", self.inert_attrs(category, false));
                 self.remove_element(el, loc, reopen)
             }
         }
@@ -1086,24 +1321,34 @@ impl Shared {
     /// An image's verdict: the first refused URL of `src` and `srcset`,
     /// else the first classified one. Unknown hosts count only for pixels.
     fn classify_img(&self, el: &lol_html::send::Element<'_, '_>) -> Option<Verdict> {
-        let pixel = |name: &str| {
-            el.get_attribute(name)
-                .is_some_and(|v| v.trim().trim_end_matches("px").parse::<f32>().is_ok_and(|n| n <= 1.0))
-        };
-        let kind = if pixel("width") && pixel("height") { Kind::Active } else { Kind::Passive };
-        let mut first: Option<Verdict> = None;
         let src = el.get_attribute("src");
         let srcset = el.get_attribute("srcset");
         let candidates = src.iter().map(String::as_str).chain(
             srcset.iter().flat_map(|s| s.split(',')).filter_map(|c| c.split_ascii_whitespace().next()),
         );
+        // Read only when an unknown third party needs it.
+        let mut pixel: Option<bool> = None;
+        let mut is_pixel = || {
+            *pixel.get_or_insert_with(|| {
+                let small = |name: &str| {
+                    el.get_attribute(name).is_some_and(|v| {
+                        v.trim().trim_end_matches("px").parse::<f32>().is_ok_and(|n| n <= 1.0)
+                    })
+                };
+                small("width") && small("height")
+            })
+        };
+        let mut first: Option<Verdict> = None;
         for url in candidates {
-            if let Some(v) = self.classify(url, kind) {
-                if !v.allowed {
-                    return Some(v);
-                }
-                first.get_or_insert(v);
+            let Some(v) = self.classify(url, Kind::Active) else { continue };
+            if v.category.is_none() && !is_pixel() {
+                // An unknown host's picture is content, not a pixel.
+                continue;
             }
+            if !v.allowed {
+                return Some(v);
+            }
+            first.get_or_insert(v);
         }
         first
     }
@@ -1116,7 +1361,7 @@ impl Shared {
         self.noscript = Some(NoscriptHold {
             id,
             content_start: el.source_location().bytes().end,
-            held: Vec::new(),
+            held: Vec::with_capacity(HELD_CAPACITY),
             held_from: self.recv,
         });
         Some(EndAction::FinishNoscript(id))
@@ -1308,6 +1553,9 @@ impl PageRewriter {
             base_seen: false,
             // Relative URLs resolve to the page's own host until a <base>.
             relative_first_party: true,
+            first_party_cache: std::cell::RefCell::new(Vec::with_capacity(HOST_CACHE)),
+            first_party_prefixes: std::cell::RefCell::new(Vec::new()),
+            rule_texts: std::cell::RefCell::new(Vec::new()),
             encoding: options.charset.unwrap_or(encoding_rs::UTF_8),
             recv: 0,
             applier: Applier::default(),
@@ -1357,6 +1605,7 @@ impl PageRewriter {
 
     /// Rewrites the next chunk, appending what can be emitted to `out`.
     pub fn write(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        self.lend(out);
         match &mut self.stage {
             Stage::Sniff(prefix) => {
                 prefix.extend_from_slice(chunk);
@@ -1374,6 +1623,7 @@ impl PageRewriter {
 
     /// Ends the document, appending the rest to `out`.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
+        self.lend(out);
         if let Stage::Sniff(prefix) = &mut self.stage {
             let prefix = std::mem::take(prefix);
             self.start(&prefix);
@@ -1406,6 +1656,7 @@ impl PageRewriter {
     /// Stops rewriting from here on (decoded-size limit): what is held is
     /// released as it was, the rest of the page passes through.
     pub fn stop(&mut self, reason: Passthrough, out: &mut Vec<u8>) {
+        self.lend(out);
         if let Stage::Sniff(prefix) = &mut self.stage {
             let prefix = std::mem::take(prefix);
             lock(&self.shared).applier.feed(&prefix);
@@ -1417,13 +1668,20 @@ impl PageRewriter {
         self.drain(out);
     }
 
+    /// Lends the caller's buffer to the applier, so output is written
+    /// once, straight where the caller wants it.
+    fn lend(&mut self, out: &mut Vec<u8>) {
+        let mut s = lock(&self.shared);
+        std::mem::swap(out, &mut s.applier.out);
+        // Output left undrained (not possible through the public API)
+        // comes after what the caller already has.
+        s.applier.out.append(out);
+    }
+
+    /// Gives the buffer back.
     fn drain(&mut self, out: &mut Vec<u8>) {
         let mut s = lock(&self.shared);
-        if out.is_empty() {
-            std::mem::swap(out, &mut s.applier.out);
-        } else {
-            out.append(&mut s.applier.out);
-        }
+        std::mem::swap(out, &mut s.applier.out);
     }
 
     fn note_fallback(&mut self, reason: Passthrough) {
@@ -1530,6 +1788,15 @@ mod tests {
     }
 
     #[test]
+    fn url_attribute_prefilter() {
+        assert!(mentions_url_attribute(b"<img SRC=x>"));
+        assert!(mentions_url_attribute(b"<link hReF=x>"));
+        assert!(mentions_url_attribute(b"<object data=x>"));
+        assert!(!mentions_url_attribute(b"Please enable JavaScript to view this site."));
+        assert!(!mentions_url_attribute(b"hre"));
+    }
+
+    #[test]
     fn host_relative_urls() {
         assert!(is_host_relative("/a/b.js"));
         assert!(is_host_relative("a.js"));
@@ -1541,6 +1808,51 @@ mod tests {
         assert!(!is_host_relative("https://x.example/"));
         assert!(!is_host_relative("/\t/x.example/"));
         assert_eq!(trim_url("  \u{1}//x \n"), "//x");
+    }
+
+    #[test]
+    fn the_quick_url_split_agrees_with_the_url_parser() {
+        let base = Url::parse("https://www.example.com/dir/page.html").unwrap();
+        let urls = [
+            "https://www.googletagmanager.com/gtag/js?id=G-1",
+            "HTTPS://WWW.Example.COM./Path/To?x#y",
+            "http://cdn.example.net:8080/a/b.js",
+            "//connect.facebook.net/en_US/fbevents.js",
+            "https://host.example",
+            "https://host.example?q",
+            "https://host.example#f",
+            "https://a.b.example/x%20y/(z)/~u/@v:w;p=1,2",
+            "https://user@host.example/",
+            "https://host.example/a/../b",
+            "https://host.example/a/./b",
+            "https://host.example/a b",
+            "https://host.example/a\\b",
+            "https://host.example:/",
+            "https://host.example:abc/",
+            "https://127.0.0.1/x",
+            "https://0x7f.1/x",
+            "https://h\u{e9}.example/x",
+            "https://host.example/\u{e9}",
+            "https://host.example/a\"b",
+            "https://[::1]/x",
+            "https://xn--bcher-kva.example/x",
+        ];
+        let mut fast = 0;
+        for u in urls {
+            let Ok(expected) = base.join(u) else { continue };
+            if let Some(q) = quick_split(u, "https") {
+                fast += 1;
+                assert_eq!(Some(q.host.to_string()), url_host(&expected), "{u}");
+                assert_eq!(q.path, expected.path(), "{u}");
+                assert_eq!(q.scheme, expected.scheme(), "{u}");
+            }
+        }
+        assert!(quick_split("https://www.googletagmanager.com/gtag/js?id=G-1", "https").is_some());
+        assert!(
+            quick_split("//connect.facebook.net/en_US/fbevents.js", "http")
+                .is_some_and(|q| q.scheme == "http")
+        );
+        assert!(fast >= 8, "{fast}");
     }
 
     #[test]
