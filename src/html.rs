@@ -1375,6 +1375,29 @@ impl Shared {
         Some(EndAction::Banner)
     }
 
+    /// The end tag of an element cannot be watched: release what waits
+    /// for it. A removal shrinks to the start tag alone.
+    fn abandon(&mut self, action: EndAction, start_tag: Range<usize>) {
+        tracing::debug!(?action, "end tag cannot be watched");
+        match action {
+            EndAction::FinishScript(id) => {
+                if let Some(st) = self.script.take_if(|s| s.id == id)
+                    && let Some(buf) = st.held
+                {
+                    self.applier.feed(&buf);
+                }
+            }
+            EndAction::FinishNoscript(id) => {
+                if let Some(ns) = self.noscript.take_if(|n| n.id == id) {
+                    self.applier.feed(&ns.held);
+                }
+            }
+            EndAction::CloseDrop(id) => self.close_drop(id, start_tag.end),
+            EndAction::DeleteEndTag => {}
+            EndAction::Banner => self.banner_state = BannerState::Pending,
+        }
+    }
+
     fn on_end(&mut self, action: EndAction, end: &EndTag<'_>) {
         let loc = end.source_location().bytes();
         match action {
@@ -1446,15 +1469,17 @@ fn handler(
         ElementContentHandlers::default().element(move |el: &mut lol_html::send::Element<'_, '_>| {
             let action = on(&mut lock(&shared), el);
             if let Some(action) = action {
-                let shared = shared.clone();
+                let for_end = shared.clone();
                 let end: EndTagHandler<'static> = Box::new(move |end: &mut EndTag<'_>| {
-                    lock(&shared).on_end(action, end);
+                    lock(&for_end).on_end(action, end);
                     Ok(())
                 });
-                // Elements that cannot have an end tag were filtered out above;
-                // if lol_html still refuses, the element just keeps its state
-                // until the end of input, which handles it.
-                let _ = el.on_end_tag(end);
+                // Elements that cannot have an end tag were filtered out
+                // above; should lol_html still refuse, nothing may wait for
+                // an end tag that will never be reported.
+                if el.on_end_tag(end).is_err() {
+                    lock(&shared).abandon(action, el.source_location().bytes());
+                }
             }
             Ok(())
         });
