@@ -21,15 +21,18 @@
 //! [`proxy`] is the glue that calls the stages in that order for each
 //! request. Around it: [`config`] (the file as written) and [`policy`] (the
 //! compiled rules, built-in [`presets`]), [`reload`] (hot reload, SIGHUP),
-//! [`explain`] (what the policy decides for one request, and why), [`error`] (the one place errors become status codes),
-//! [`server`] (start and stop the whole thing, as `consentry run` and the
+//! [`explain`] (what the policy decides for one request, and why),
+//! [`error`] (the one place errors become status codes), [`server`] (start and stop the whole thing, as `consentry run` and the
 //! tests do).
 //!
 //! Smaller pieces: [`tls`] (certificates by SNI), [`hop`] (hop-by-hop
 //! headers), [`forwarded`] (`X-Forwarded-*`, `Via`, request ids),
 //! [`access_log`], [`shutdown`] (graceful drain), [`demo`] (the sample
 //! legacy site behind `consentry demo`), [`set_cookie`] (the `Set-Cookie`
-//! parser, as browsers parse), [`sweep`] (deletions for withdrawn cookies).
+//! parser, as browsers parse), [`sweep`] (deletions for withdrawn cookies),
+//! [`html`] (the streaming page rewriter behind stage 8), [`codec`]
+//! (streaming decode/re-encode of compressed bodies), [`csp`] (the
+//! Content-Security-Policy built from the granted categories).
 //!
 //! Stage 9 feeds [`metrics`], [`inventory`] and [`audit`]; [`declaration`]
 //! turns rules and inventory into the published cookie table; [`admin`]
@@ -46,10 +49,12 @@ pub mod audit;
 pub mod banner;
 pub mod body;
 pub mod category;
+pub mod codec;
 pub mod config;
 pub mod consent;
 pub mod consent_endpoint;
 pub mod cookie;
+pub mod csp;
 pub mod decision;
 pub mod declaration;
 pub mod demo;
@@ -58,6 +63,7 @@ pub mod explain;
 pub mod forward;
 pub mod forwarded;
 pub mod hop;
+pub mod html;
 pub mod inventory;
 pub mod listen;
 pub mod metrics;

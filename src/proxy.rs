@@ -18,10 +18,12 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use crate::access_log::{self, Record};
+use crate::banner;
 use crate::body::{self, Body};
 use crate::consent;
 use crate::consent_endpoint::{self, EndpointContext};
 use crate::cookie::CookieJar;
+use crate::csp;
 use crate::decision::Decisions;
 use crate::error::ProxyError;
 use crate::forward::Target;
@@ -108,6 +110,12 @@ async fn pipeline(
     // Stage 8, part one: ask only for encodings the body stage can rewrite.
     response_body::narrow_accept_encoding(&mut parts.headers);
 
+    // Kept for the page stage: the banner's language and where its form
+    // returns to.
+    let accept_language =
+        parts.headers.get(http::header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let return_to = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+
     // Stage 6, forward.
     let method = parts.method.clone();
     let scheme = if https { "https" } else { "http" };
@@ -137,24 +145,40 @@ async fn pipeline(
         body_rewritten,
     };
     response_headers::filter_response(parts.status, &mut parts.headers, &cx, &mut decisions);
+    // What pages get besides: the banner (in the visitor's language) and
+    // a CSP from the granted categories, whose nonce lets the banner's own
+    // assets load.
+    let banner = (body_rewritten && banner::enabled(policy))
+        .then(|| banner::negotiate_language(accept_language.as_deref()));
+    let csp_nonce = (body_rewritten && banner.is_some() && policy.csp.is_some()).then(csp::nonce);
+    if body_rewritten {
+        response_headers::add_csp(&mut parts.headers, &site, consent.granted, csp_nonce.as_deref());
+    }
+    let banner = banner.map(|lang| {
+        response_headers::vary_on(&mut parts.headers, "Accept-Language");
+        banner::snippet(policy, lang, &consent, csp_nonce.as_deref(), &return_to)
+    });
 
     // Stage 9, account: the request's cookie decisions now; the page's
     // decisions when the rewriter is done with the body.
     shared.account.record(&site, policy, &request_id, &decisions);
 
-    // Stage 8, response body.
-    let body = if body_rewritten {
+    // Stage 8, response body: pages through the rewriter (which also counts
+    // the HTML it cannot rewrite); everything else untouched.
+    let body = if response_body::is_page(&method, parts.status, &parts.headers) {
         let account = shared.account.clone();
         let done_site = site.clone();
         let cx = BodyContext {
             site: site.clone(),
             consent,
             page_url,
-            inject_banner: policy.banner.enabled && !consent.is_valid(),
-            csp_nonce: None,
+            banner,
+            csp_nonce,
             max_decoded_body: snapshot.limits.max_decoded_body,
             on_done: Box::new(move |page: Decisions| {
-                account.record(&done_site, &done_site.policy, &request_id, &page);
+                if !page.is_empty() {
+                    account.record(&done_site, &done_site.policy, &request_id, &page);
+                }
             }),
         };
         response_body::rewrite(&mut parts.headers, body, cx)

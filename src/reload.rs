@@ -279,14 +279,21 @@ impl Loop {
         // write may have landed between it and now), so the first burst
         // always reloads. A spurious generation once beats a missed change.
         while let Some(forced) = next_burst(&mut rx, self.options).await {
-            self.check(forced).await;
+            let mut forced = forced;
+            // A directory watched afresh may have changed before its watch
+            // existed (an edit landing between a reload and the re-watch):
+            // check again until nothing new is watched.
+            while self.check(forced).await {
+                forced = false;
+            }
             self.checks.fetch_add(1, Ordering::Release);
         }
     }
 
     /// Reloads unless the files are unchanged (and the burst was not a
-    /// `SIGHUP`).
-    async fn check(&mut self, forced: bool) {
+    /// `SIGHUP`). Returns whether a directory was newly watched, so the
+    /// caller looks once more for changes no event reported.
+    async fn check(&mut self, forced: bool) -> bool {
         let before = self.store.load();
         let (store, path, files, last_seen) =
             (self.store.clone(), self.path.clone(), before.files.clone(), self.last_seen);
@@ -304,7 +311,7 @@ impl Loop {
         let Ok((seen, result)) = outcome else {
             tracing::error!("config reload task panicked; keeping the current configuration");
             self.last_seen = None;
-            return;
+            return false;
         };
         self.last_seen = Some(seen);
         let after = self.store.load();
@@ -319,7 +326,7 @@ impl Loop {
         }
         // Every time, not only after a reload: a watched directory may have
         // been replaced by one with identical content.
-        sync_watches(&mut self.watcher, &mut self.watched, &self.path, &after);
+        sync_watches(&mut self.watcher, &mut self.watched, &self.path, &after)
     }
 }
 
@@ -381,7 +388,8 @@ fn sync_watches(
     watched: &mut BTreeMap<PathBuf, Option<(u64, u64)>>,
     config: &Path,
     snapshot: &Snapshot,
-) {
+) -> bool {
+    let mut added = false;
     let wanted = wanted_dirs(config, snapshot);
     let stale: Vec<PathBuf> = watched
         .iter()
@@ -401,10 +409,12 @@ fn sync_watches(
             Ok(()) => {
                 tracing::debug!(dir = %dir.display(), "watching for config changes");
                 watched.insert(dir, id);
+                added = true;
             }
             Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot watch directory"),
         }
     }
+    added
 }
 
 /// A hash of everything a reload would read: the config file and each file

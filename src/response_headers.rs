@@ -371,6 +371,39 @@ pub fn append_vary(headers: &mut HeaderMap, gpc: bool) {
     headers.append(VARY, HeaderValue::from_static(add));
 }
 
+/// Appends one more request header name to `Vary` unless it is already
+/// listed (or the origin said `Vary: *`): `Accept-Language` when the page
+/// carries a banner in the visitor's language.
+pub fn vary_on(headers: &mut HeaderMap, name: &'static str) {
+    for value in headers.get_all(VARY) {
+        for token in value.as_bytes().split(|&b| b == b',') {
+            let token = token.trim_ascii();
+            if token == b"*" || token.eq_ignore_ascii_case(name.as_bytes()) {
+                return;
+            }
+        }
+    }
+    headers.append(VARY, HeaderValue::from_static(name));
+}
+
+/// Adds the Content-Security-Policy built from the granted categories
+/// ([`crate::csp`]) to an HTML response of an enforcing policy that asks
+/// for one. It is an additional header: the origin's own CSP still applies,
+/// and a browser enforces both.
+pub fn add_csp(
+    headers: &mut HeaderMap,
+    site: &crate::route::Site,
+    granted: crate::category::CategorySet,
+    nonce: Option<&str>,
+) {
+    if site.policy.mode != Mode::Enforce {
+        return;
+    }
+    if let Some((name, value)) = crate::csp::header(&site.policy, site, granted, nonce) {
+        headers.append(name, value);
+    }
+}
+
 /// The report-only summary, bounded in size. Collects nothing unless
 /// `enabled` (enforce mode pays nothing for it).
 #[derive(Debug, Default)]

@@ -135,6 +135,17 @@ impl HostSet {
         false
     }
 
+    /// Every pattern, exact names then `*.` wildcards, each group sorted
+    /// (for the CSP header, which lists hosts).
+    pub fn patterns(&self) -> Vec<String> {
+        let mut exact: Vec<String> = self.exact.iter().cloned().collect();
+        exact.sort();
+        let mut wild: Vec<String> = self.suffixes.iter().map(|s| format!("*.{s}")).collect();
+        wild.sort();
+        exact.extend(wild);
+        exact
+    }
+
     /// Whether the set has no pattern.
     pub fn is_empty(&self) -> bool {
         self.exact.is_empty() && self.suffixes.is_empty()

@@ -56,8 +56,12 @@ async fn sighup_reloads_even_an_unchanged_file_and_reports_failures() {
     assert_eq!(store.reloads_ok(), 2);
 
     // A broken file retried through SIGHUP is reported like any other.
-    std::fs::write(&path, CONFIG.replace("[policy.default]", "[policy.default]\nmode = \"enforcing\""))
+    // Written by rename, as editors save: a plain write (truncate, then
+    // write) can be seen half-done by a loaded machine as two failures.
+    let tmp = dir.path().join(".consentry.toml.tmp");
+    std::fs::write(&tmp, CONFIG.replace("[policy.default]", "[policy.default]\nmode = \"enforcing\""))
         .unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
     let checks = watcher.checks();
     wait_for("the write to be examined", || watcher.checks() > checks).await;
     // The watcher has already tried (and failed) on its own; SIGHUP retries.
