@@ -137,46 +137,75 @@ const REQUEST: [RequestCookie; 10] = [
     rc(
         "_ga=GA1.1.1397352585.1732450000",
         Analytics,
-        &["_ga=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT"],
+        &[
+            "_ga=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=shop.test",
+            "_ga=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=www.shop.test",
+            "_ga=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+        ],
     ),
     rc(
         "lang=fr",
         Functional,
         &[
             "lang=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=shop.test",
+            "lang=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=www.shop.test",
             "lang=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
         ],
     ),
     rc(
         "_ga_3K5XH8N2QF=GS1.1.1732450000.1.0.1732450000.0.0.0",
         Analytics,
-        &["_ga_3K5XH8N2QF=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT"],
+        &[
+            "_ga_3K5XH8N2QF=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=shop.test",
+            "_ga_3K5XH8N2QF=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=www.shop.test",
+            "_ga_3K5XH8N2QF=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+        ],
     ),
     rc("csrftoken=Xm5rQ0ZVbVZ0d2V4aUlqTzRzS0pXdz09", Necessary, &[]),
     rc(
         "__hstc=37846505.d41d8cd98f00b204e9800998ecf8427e.1732450000000.1732450000000.1732450000000.1",
         Analytics,
-        &["__hstc=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT"],
+        &[
+            "__hstc=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=shop.test",
+            "__hstc=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=www.shop.test",
+            "__hstc=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+        ],
     ),
     rc(
         "hubspotutk=d41d8cd98f00b204e9800998ecf8427e",
         Analytics,
-        &["hubspotutk=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT"],
+        &[
+            "hubspotutk=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=shop.test",
+            "hubspotutk=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=www.shop.test",
+            "hubspotutk=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+        ],
     ),
     rc(
         "messagesUtk=5f1b2c9e0d8a4e7f9b6c3a2d1e0f9a8b",
         Functional,
-        &["messagesUtk=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT"],
+        &[
+            "messagesUtk=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=shop.test",
+            "messagesUtk=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=www.shop.test",
+            "messagesUtk=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+        ],
     ),
     rc(
         "_fbp=fb.1.1732450000000.1234567890",
         Advertising,
-        &["_fbp=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT"],
+        &[
+            "_fbp=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=shop.test",
+            "_fbp=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=www.shop.test",
+            "_fbp=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+        ],
     ),
     rc(
         "tracker_xyz=v1.8e2f",
         Unknown,
-        &["tracker_xyz=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT"],
+        &[
+            "tracker_xyz=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=shop.test",
+            "tracker_xyz=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=www.shop.test",
+            "tracker_xyz=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+        ],
     ),
 ];
 
@@ -478,15 +507,16 @@ async fn none_and_all_written_out() {
         assert_eq!(
             got[3..],
             [
-                "_ga=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+                "_ga=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=shop.test", "_ga=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=www.shop.test", "_ga=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
                 "lang=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=shop.test",
+                "lang=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=www.shop.test",
                 "lang=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
-                "_ga_3K5XH8N2QF=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
-                "__hstc=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
-                "hubspotutk=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
-                "messagesUtk=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
-                "_fbp=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
-                "tracker_xyz=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+                "_ga_3K5XH8N2QF=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=shop.test", "_ga_3K5XH8N2QF=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=www.shop.test", "_ga_3K5XH8N2QF=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+                "__hstc=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=shop.test", "__hstc=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=www.shop.test", "__hstc=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+                "hubspotutk=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=shop.test", "hubspotutk=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=www.shop.test", "hubspotutk=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+                "messagesUtk=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=shop.test", "messagesUtk=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=www.shop.test", "messagesUtk=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+                "_fbp=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=shop.test", "_fbp=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=www.shop.test", "_fbp=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+                "tracker_xyz=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=shop.test", "tracker_xyz=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=www.shop.test", "tracker_xyz=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
             ]
         );
         assert_eq!(
@@ -509,7 +539,7 @@ async fn none_and_all_written_out() {
         let mut want: Vec<String> = cookies.iter().map(|c| c.value.clone()).collect();
         want[3] = "_ga=GA1.1.1397352585.1732450000; Domain=.shop.test; Path=/; Max-Age=34128000".into();
         want.remove(8); // tracker_xyz: no rule, blocked whatever the consent
-        want.push("tracker_xyz=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT".into());
+        want.extend(site_sweep("tracker_xyz="));
         assert_eq!(got, want);
         let mut pairs = request_pairs(Some(&consent), &[]);
         pairs.pop();
@@ -979,7 +1009,11 @@ async fn vary_through_the_proxy() {
         let r = client.get_with("/plain", &[("cookie", "sessionid=1; _fbp=fb.1.2.3")]).await;
         assert_eq!(
             r.header_all("set-cookie"),
-            ["_fbp=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT"]
+            [
+                "_fbp=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=shop.test",
+                "_fbp=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=www.shop.test",
+                "_fbp=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+            ]
         );
         assert_eq!(r.header_all("vary"), ["Cookie, Sec-GPC"]);
         // A policy that does not honour GPC does not vary on it.
@@ -1020,9 +1054,14 @@ async fn odd_cookie_headers() {
         assert_eq!(
             r.header_all("set-cookie"),
             [
+                "_fbp=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=shop.test",
+                "_fbp=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=www.shop.test",
                 "_fbp=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+                "=deleted; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=shop.test",
+                "=deleted; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=www.shop.test",
                 "=deleted; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
                 "lang=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=shop.test",
+                "lang=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=www.shop.test",
                 "lang=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
             ]
         );
@@ -1302,4 +1341,11 @@ async fn sweeps_over_budget_finish_over_several_responses() {
         assert_eq!(browser.held(), ["sessionid@host-only:www.shop.test"]);
     })
     .await;
+}
+
+/// The deletions the sweep sends for a cookie seen on www.shop.test: on
+/// each of the site's domains, then host-only.
+fn site_sweep(prefix: &str) -> Vec<String> {
+    let base = format!("{prefix}; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT");
+    vec![format!("{base}; Domain=shop.test"), format!("{base}; Domain=www.shop.test"), base]
 }
