@@ -1224,24 +1224,16 @@ async fn a_new_choice_replaces_a_host_only_consent_cookie() {
 
 /// What the sweep promises, followed in a browser's cookie store: after the
 /// visitor withdraws consent, the cookies of refused categories are gone
-/// from the browser.
+/// from the browser, and the sweep ends there.
 ///
-/// Ignored: it fails today, and which fix is right is a design question
-/// for the lead. gtag.js and the Meta Pixel set `_ga`/`_fbp` on the
-/// registrable domain (`Domain=.shop.test`); their preset rules name no
-/// domain (it differs per site), so the sweep deletes them host-only only,
-/// the domain copies survive, and every later response repeats the same
-/// useless deletions (today the browser keeps `_ga`, `_ga_3K5XH8N2QF`,
-/// `__hstc`, `hubspotutk` and `_fbp`). `lang`, whose site rule names
-/// `.shop.test`, is deleted. Candidate fixes: sweep rules without a domain on the site's
-/// own parent domains too (from its `hosts`/`first_party`), or on
-/// `consent.cookie_domain`, or on the domains the inventory saw the cookie
-/// set on.
+/// gtag.js, the Meta Pixel and HubSpot set `_ga`/`_fbp`/`__hstc` on the
+/// registrable domain (`Domain=.shop.test`) while their preset rules name no
+/// domain (it differs per site): the sweep reaches them because it deletes
+/// on the site's own domains too, not only host-only.
 #[tokio::test]
-#[ignore = "design question: preset cookies set on the parent domain survive the sweep"]
 async fn withdrawn_cookies_leave_the_browser() {
     within(async {
-        let (origin, _) = scenario_origin().await;
+        let (origin, cookies) = scenario_origin().await;
         let proxy = builder(&origin).run().await;
         let mut client = proxy.http1_to(SHOP).await;
         let mut browser = Browser::new();
@@ -1254,20 +1246,30 @@ async fn withdrawn_cookies_leave_the_browser() {
         browser.set(SHOP, &format!("consentry={all}; Path=/"));
         let r = client.get_with("/", &[("cookie", &browser.cookie_header(SHOP, "/").unwrap())]).await;
         browser.receive(SHOP, &r);
-        assert!(browser.held().contains(&"_ga@shop.test".to_string()), "{:?}", browser.held());
+        for held in ["_ga@shop.test", "lang@shop.test", "_fbp@shop.test", "hubspotutk@shop.test"] {
+            assert!(browser.held().contains(&held.to_string()), "{held}: {:?}", browser.held());
+        }
 
         let none = encode(&[], REVISION, SystemTime::now(), Some(KEY.as_bytes()));
         browser.set(SHOP, &format!("consentry={none}; Path=/"));
         let r = client.get_with("/", &[("cookie", &browser.cookie_header(SHOP, "/").unwrap())]).await;
         browser.receive(SHOP, &r);
-        assert_eq!(
-            browser.held(),
-            [
-                "sessionid@host-only:www.shop.test",
-                "csrftoken@host-only:www.shop.test",
-                "consentry@host-only:www.shop.test"
-            ],
-        );
+        // Creation order: the consent cookie came first.
+        let left = [
+            "consentry@host-only:www.shop.test",
+            "sessionid@host-only:www.shop.test",
+            "csrftoken@host-only:www.shop.test",
+        ];
+        assert_eq!(browser.held(), left);
+
+        // Nothing refused is left to send, so nothing more is deleted: the
+        // next response carries only the origin's allowed Set-Cookie.
+        let r = client.get_with("/", &[("cookie", &browser.cookie_header(SHOP, "/").unwrap())]).await;
+        let origin_only: Vec<String> =
+            cookies.iter().filter(|c| c.deletion || c.cat == Necessary).map(|c| c.value.clone()).collect();
+        assert_eq!(r.header_all("set-cookie"), origin_only);
+        browser.receive(SHOP, &r);
+        assert_eq!(browser.held(), left);
     })
     .await;
 }
