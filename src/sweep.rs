@@ -6,13 +6,14 @@
 //! still read them. The response therefore tells the browser to delete
 //! them. A cookie is identified by (name, domain, host-only flag, path), and
 //! the request does not say which it was set with, so one deletion is sent
-//! per combination it may have: the rule's `Domain` when it names one, then
-//! the request host and each of its parent domains (tracking scripts such as
-//! gtag.js, the Meta Pixel and HubSpot set their cookies on the highest
+//! per combination it may have, for every path of the rule: the rule's
+//! `Domain` when it names one that is not among the site's domains below;
+//! the site's domains, widest first: each parent of the request host with
+//! at least two labels, then the host itself (tracking scripts such as
+//! gtag.js, the Meta Pixel and HubSpot set their cookies on the widest
 //! domain they can, `Domain=example.com` seen from `www.example.com`, and
-//! preset rules cannot know the site's domain), then host-only, for every
-//! path of the rule. This clears HttpOnly cookies too, which no client-side
-//! consent manager can.
+//! preset rules cannot know the site's domain); then host-only. This clears
+//! HttpOnly cookies too, which no client-side consent manager can.
 //!
 //! Each deletion is `NAME=; Max-Age=0; Path=P; Expires=Thu, 01 Jan 1970
 //! 00:00:00 GMT` (`Expires` for browsers that predate `Max-Age`), plus
@@ -116,28 +117,33 @@ pub fn site_domains(host: &str) -> Vec<&str> {
 }
 
 /// The deletions for one cookie, in the order they are sent: for each path,
-/// the rule's domain first, then the site's domains, then host-only.
+/// the rule's domain when it is not one of the site's, then the site's
+/// domains widest first, then host-only. A rule naming one of the site's
+/// domains changes nothing, so every cookie of a site is deleted the same
+/// way whichever of its domains the rule names.
 fn targets<'a>(w: &'a Withdrawn, domains: &'a [&'a str]) -> impl Iterator<Item = (Option<&'a str>, &'a str)> {
     let host_prefix = has_prefix_ci(&w.name, "__Host-");
     let paths: &[String] = if host_prefix { &[] } else { &w.paths };
     let rule_domain = if host_prefix { None } else { w.domain.as_deref() };
+    let other_domain = rule_domain.filter(|r| !domains.iter().any(|d| d.eq_ignore_ascii_case(r)));
     let host_only_root = host_prefix.then_some((None, "/"));
     paths
         .iter()
         .flat_map(move |p| {
-            let site = domains
-                .iter()
-                .copied()
-                .filter(move |d| rule_domain.is_none_or(|r| !r.eq_ignore_ascii_case(d)))
-                .map(Some);
-            rule_domain.map(Some).into_iter().chain(site).chain([None]).map(move |d| (d, p.as_str()))
+            other_domain
+                .into_iter()
+                .chain(domains.iter().copied())
+                .map(Some)
+                .chain([None])
+                .map(move |d| (d, p.as_str()))
         })
         .chain(host_only_root)
 }
 
 /// Plans the deletions for `withdrawn` seen on `host` (normalized), at
-/// most `budget` of them. `https` adds `Secure`. `skip` names cookies not to delete (those the response
-/// itself sets); necessary cookies are never deleted.
+/// most `budget` of them. `https` adds `Secure`. `skip` names cookies not
+/// to delete (those the response itself sets); necessary cookies are never
+/// deleted.
 pub fn plan<'w>(
     withdrawn: &'w [Withdrawn],
     host: &str,
@@ -283,6 +289,28 @@ mod tests {
                 "_ga=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=shop.example",
                 "_ga=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=www.shop.example",
                 "_ga=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+            ]
+        );
+        // A rule naming a narrower site domain does not change the order.
+        let list = [w("_ga", Some("WWW.shop.example"), &["/"])];
+        assert_eq!(
+            texts(&plan(&list, "www.shop.example", false, 32, |_| false)),
+            vec![
+                "_ga=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=shop.example",
+                "_ga=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=www.shop.example",
+                "_ga=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+            ]
+        );
+        // A rule domain that is not one of the site's (an IP or one-label
+        // host has none) comes first, for every path.
+        let list = [w("_ga", Some("example.com"), &["/", "/a"])];
+        assert_eq!(
+            texts(&plan(&list, "localhost", false, 32, |_| false)),
+            vec![
+                "_ga=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=example.com",
+                "_ga=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+                "_ga=; Max-Age=0; Path=/a; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=example.com",
+                "_ga=; Max-Age=0; Path=/a; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
             ]
         );
         // __Host- cookies stay host-only whatever the host.
