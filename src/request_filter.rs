@@ -44,8 +44,9 @@ pub struct Withdrawn {
     pub name: String,
     /// Its category (`None`: unclassified and blocked by default).
     pub category: Option<CategoryId>,
-    /// The rule's `Domain`, to delete a domain cookie (host-only is always
-    /// deleted too).
+    /// The rule's `Domain` (the sweep deletes on the site's own domains and
+    /// host-only whatever it is, and on this one too when it is not among
+    /// them).
     pub domain: Option<String>,
     /// Paths to delete it on.
     pub paths: Vec<String>,

@@ -6,9 +6,14 @@
 //! still read them. The response therefore tells the browser to delete
 //! them. A cookie is identified by (name, domain, host-only flag, path), and
 //! the request does not say which it was set with, so one deletion is sent
-//! per combination the rules give: host-only and, when the rule names a
-//! `Domain`, that domain, for every path of the rule. This clears HttpOnly
-//! cookies too, which no client-side consent manager can.
+//! per combination it may have, for every path of the rule: the rule's
+//! `Domain` when it names one that is not among the site's domains below;
+//! the site's domains, widest first: each parent of the request host with
+//! at least two labels, then the host itself (tracking scripts such as
+//! gtag.js, the Meta Pixel and HubSpot set their cookies on the widest
+//! domain they can, `Domain=example.com` seen from `www.example.com`, and
+//! preset rules cannot know the site's domain); then host-only. This clears
+//! HttpOnly cookies too, which no client-side consent manager can.
 //!
 //! Each deletion is `NAME=; Max-Age=0; Path=P; Expires=Thu, 01 Jan 1970
 //! 00:00:00 GMT` (`Expires` for browsers that predate `Max-Age`), plus
@@ -84,36 +89,76 @@ pub fn deletion(name: &str, domain: Option<&str>, path: &str, secure: bool) -> O
     HeaderValue::from_str(&out).ok()
 }
 
+/// The domains a cookie seen on `host` may have been set with: the host
+/// itself and each parent with at least two labels (`www.shop.example` →
+/// `www.shop.example`, `shop.example`), widest first, since that is where
+/// tracking scripts put their cookies. None for IP addresses and one-label
+/// hosts (`localhost`), which only have host-only cookies.
+pub fn site_domains(host: &str) -> Vec<&str> {
+    let host = host.trim_end_matches('.');
+    if host.is_empty()
+        || !host.contains('.')
+        || host.starts_with('[')
+        || host.parse::<std::net::IpAddr>().is_ok()
+    {
+        return Vec::new();
+    }
+    let mut out = vec![host];
+    let mut rest = host;
+    while let Some(dot) = rest.find('.') {
+        rest = &rest[dot + 1..];
+        if !rest.contains('.') {
+            break;
+        }
+        out.push(rest);
+    }
+    out.reverse();
+    out
+}
+
 /// The deletions for one cookie, in the order they are sent: for each path,
-/// the rule's domain first (where tracking scripts usually set cookies),
-/// then host-only.
-fn targets(w: &Withdrawn) -> impl Iterator<Item = (Option<&str>, &str)> {
+/// the rule's domain when it is not one of the site's, then the site's
+/// domains widest first, then host-only. A rule naming one of the site's
+/// domains changes nothing, so every cookie of a site is deleted the same
+/// way whichever of its domains the rule names.
+fn targets<'a>(w: &'a Withdrawn, domains: &'a [&'a str]) -> impl Iterator<Item = (Option<&'a str>, &'a str)> {
     let host_prefix = has_prefix_ci(&w.name, "__Host-");
     let paths: &[String] = if host_prefix { &[] } else { &w.paths };
-    let domain = if host_prefix { None } else { w.domain.as_deref() };
+    let rule_domain = if host_prefix { None } else { w.domain.as_deref() };
+    let other_domain = rule_domain.filter(|r| !domains.iter().any(|d| d.eq_ignore_ascii_case(r)));
     let host_only_root = host_prefix.then_some((None, "/"));
     paths
         .iter()
-        .flat_map(move |p| domain.map(|d| (Some(d), p.as_str())).into_iter().chain([(None, p.as_str())]))
+        .flat_map(move |p| {
+            other_domain
+                .into_iter()
+                .chain(domains.iter().copied())
+                .map(Some)
+                .chain([None])
+                .map(move |d| (d, p.as_str()))
+        })
         .chain(host_only_root)
 }
 
-/// Plans the deletions for `withdrawn`, at most `budget` of them. `https`
-/// adds `Secure`. `skip` names cookies not to delete (those the response
-/// itself sets); necessary cookies are never deleted.
+/// Plans the deletions for `withdrawn` seen on `host` (normalized), at
+/// most `budget` of them. `https` adds `Secure`. `skip` names cookies not
+/// to delete (those the response itself sets); necessary cookies are never
+/// deleted.
 pub fn plan<'w>(
     withdrawn: &'w [Withdrawn],
+    host: &str,
     https: bool,
     budget: usize,
     skip: impl Fn(&str) -> bool,
 ) -> Sweep<'w> {
     let mut sweep = Sweep::default();
+    let domains = site_domains(host);
     for w in withdrawn {
         if w.category == Some(CategoryId::NECESSARY) || skip(&w.name) {
             continue;
         }
         let mut sent = 0;
-        for (domain, path) in targets(w) {
+        for (domain, path) in targets(w, &domains) {
             let Some(value) = deletion(&w.name, domain, path, https) else {
                 tracing::debug!(cookie = %w.name, ?domain, path, "sweep target cannot be written; skipped");
                 continue;
@@ -158,7 +203,7 @@ mod tests {
     #[test]
     fn host_only_and_domain_for_every_path() {
         let list = [w("_ga", Some("example.com"), &["/", "/shop"])];
-        let s = plan(&list, false, 32, |_| false);
+        let s = plan(&list, "", false, 32, |_| false);
         assert_eq!(
             texts(&s),
             vec![
@@ -175,7 +220,7 @@ mod tests {
     #[test]
     fn secure_on_https_and_host_prefix() {
         let list = [w("__Host-id", Some("example.com"), &["/a", "/b"]), w("__Secure-x", None, &["/"])];
-        let s = plan(&list, true, 32, |_| false);
+        let s = plan(&list, "", true, 32, |_| false);
         assert_eq!(
             texts(&s),
             vec![
@@ -185,19 +230,19 @@ mod tests {
         );
         // The prefix check is case-insensitive, as in current browsers.
         let list = [w("__HOST-id", Some("example.com"), &["/a"])];
-        assert_eq!(plan(&list, true, 32, |_| false).headers.len(), 1);
+        assert_eq!(plan(&list, "", true, 32, |_| false).headers.len(), 1);
     }
 
     #[test]
     fn budget_cuts_and_defers() {
         let list = [w("a", Some("example.com"), &["/"]), w("b", None, &["/", "/x"]), w("c", None, &["/"])];
-        let s = plan(&list, false, 3, |_| false);
+        let s = plan(&list, "", false, 3, |_| false);
         assert_eq!(s.headers.len(), 3);
         // `a` took two, `b` got one of its two, `c` none.
         assert_eq!(s.swept.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(), vec!["a", "b"]);
         assert_eq!(s.deferred.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(), vec!["c"]);
         assert_eq!(s.cut, 2);
-        assert!(plan(&list, false, 0, |_| false).headers.is_empty());
+        assert!(plan(&list, "", false, 0, |_| false).headers.is_empty());
     }
 
     #[test]
@@ -205,7 +250,7 @@ mod tests {
         let mut n = w("sessionid", None, &["/"]);
         n.category = Some(CategoryId::NECESSARY);
         let list = [n, w("_ga", None, &["/"]), w("_fbp", None, &["/"])];
-        let s = plan(&list, false, 32, |name| name == "_fbp");
+        let s = plan(&list, "", false, 32, |name| name == "_fbp");
         assert_eq!(s.swept.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(), vec!["_ga"]);
         assert_eq!(s.headers.len(), 1);
     }
@@ -214,7 +259,7 @@ mod tests {
     fn nameless_and_unsafe_targets() {
         let list = [w("", None, &["/"])];
         assert_eq!(
-            texts(&plan(&list, false, 32, |_| false)),
+            texts(&plan(&list, "", false, 32, |_| false)),
             vec!["=deleted; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT"]
         );
         assert!(deletion("a", None, "/x;Domain=evil.com", false).is_none());
@@ -224,13 +269,59 @@ mod tests {
         assert!(deletion("a\tb", None, "/", false).is_none());
         // Unsafe paths are skipped, the rest still sent.
         let list = [w("a", None, &["/ok", "/bad;x"])];
-        assert_eq!(plan(&list, false, 32, |_| false).headers.len(), 1);
+        assert_eq!(plan(&list, "", false, 32, |_| false).headers.len(), 1);
+    }
+
+    #[test]
+    fn site_domains_cover_where_trackers_set_cookies() {
+        assert_eq!(site_domains("www.shop.example"), vec!["shop.example", "www.shop.example"]);
+        assert_eq!(site_domains("a.b.example.com"), vec!["example.com", "b.example.com", "a.b.example.com"]);
+        assert_eq!(site_domains("example.com"), vec!["example.com"]);
+        assert!(site_domains("localhost").is_empty());
+        assert!(site_domains("127.0.0.1").is_empty());
+        assert!(site_domains("[::1]").is_empty());
+        // gtag.js on www.shop.example sets _ga with Domain=shop.example: the
+        // sweep reaches it, and the rule's own domain is not sent twice.
+        let list = [w("_ga", Some("shop.example"), &["/"])];
+        assert_eq!(
+            texts(&plan(&list, "www.shop.example", false, 32, |_| false)),
+            vec![
+                "_ga=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=shop.example",
+                "_ga=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=www.shop.example",
+                "_ga=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+            ]
+        );
+        // A rule naming a narrower site domain does not change the order.
+        let list = [w("_ga", Some("WWW.shop.example"), &["/"])];
+        assert_eq!(
+            texts(&plan(&list, "www.shop.example", false, 32, |_| false)),
+            vec![
+                "_ga=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=shop.example",
+                "_ga=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=www.shop.example",
+                "_ga=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+            ]
+        );
+        // A rule domain that is not one of the site's (an IP or one-label
+        // host has none) comes first, for every path.
+        let list = [w("_ga", Some("example.com"), &["/", "/a"])];
+        assert_eq!(
+            texts(&plan(&list, "localhost", false, 32, |_| false)),
+            vec![
+                "_ga=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=example.com",
+                "_ga=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+                "_ga=; Max-Age=0; Path=/a; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Domain=example.com",
+                "_ga=; Max-Age=0; Path=/a; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+            ]
+        );
+        // __Host- cookies stay host-only whatever the host.
+        let list = [w("__Host-x", None, &["/"])];
+        assert_eq!(plan(&list, "www.shop.example", true, 32, |_| false).headers.len(), 1);
     }
 
     #[test]
     fn deletions_parse_as_deletions() {
         let list = [w("_ga", Some("example.com"), &["/"])];
-        for h in plan(&list, true, 32, |_| false).headers {
+        for h in plan(&list, "", true, 32, |_| false).headers {
             let c = crate::set_cookie::SetCookie::parse(h.as_bytes()).unwrap();
             assert_eq!(c.name(), b"_ga");
             assert!(c.is_deletion(1_700_000_000));
