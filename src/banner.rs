@@ -597,24 +597,7 @@ fn safe_link(url: &str) -> Option<&str> {
     (ok && !url.bytes().any(|b| b.is_ascii_control() || b == b'\\')).then_some(url)
 }
 
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn escape(text: &str) -> Cow<'_, str> {
-    if !text.contains(['&', '<', '>', '"', '\'']) {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 16);
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    Cow::Owned(out)
-}
+pub use crate::html::escape;
 
 /// One row of a category's cookie table.
 struct Row<'a> {

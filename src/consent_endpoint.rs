@@ -636,9 +636,7 @@ async fn post_consent(req: Request<Body>, site: &Site, cx: &EndpointContext) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Source;
-    use crate::presets::Presets;
-    use crate::route::{HostSet, Origin};
+
     use http_body_util::StreamBody;
     use std::path::PathBuf;
 
@@ -653,20 +651,7 @@ enabled = true
 "#;
 
     fn site_with(text: &str) -> Site {
-        let source = Source { path: PathBuf::from("t.toml"), text: text.to_string() };
-        let file = source.parse().unwrap();
-        let policy = crate::policy::compile("default", &source, &file.policy, &Presets::default()).unwrap();
-        let mut host_set = HostSet::default();
-        host_set.insert("www.example.com").unwrap();
-        Site {
-            name: "example".into(),
-            hosts: vec!["www.example.com".into()],
-            origin: Origin::parse("http://127.0.0.1:1").unwrap(),
-            preserve_host: true,
-            ca_file: None,
-            policy: Arc::new(policy),
-            host_set,
-        }
+        crate::route::test_site(text)
     }
 
     fn site() -> Site {

@@ -152,27 +152,9 @@ pub fn header(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Source;
-    use crate::presets::Presets;
-    use crate::route::{HostSet, Origin};
-    use std::path::PathBuf;
-    use std::sync::Arc;
 
     fn site(toml: &str) -> Site {
-        let source = Source { path: PathBuf::from("t.toml"), text: toml.to_string() };
-        let file = source.parse().unwrap();
-        let policy = crate::policy::compile("default", &source, &file.policy, &Presets::default()).unwrap();
-        let mut host_set = HostSet::default();
-        host_set.insert("www.example.com").unwrap();
-        Site {
-            name: "example".into(),
-            hosts: vec!["www.example.com".into()],
-            origin: Origin::parse("http://127.0.0.1:1").unwrap(),
-            preserve_host: true,
-            ca_file: None,
-            policy: Arc::new(policy),
-            host_set,
-        }
+        crate::route::test_site(toml)
     }
 
     const POLICY: &str = r#"

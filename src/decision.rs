@@ -6,6 +6,7 @@ use crate::category::CategoryId;
 
 /// The kind of item decided on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
 pub enum Item {
     /// A cookie in the request's `Cookie` header.
     RequestCookie,
@@ -30,6 +31,25 @@ pub enum Item {
 }
 
 impl Item {
+    /// Every kind, in declaration order ([`Item::index`] is the position).
+    pub const ALL: [Item; 10] = [
+        Item::RequestCookie,
+        Item::SetCookie,
+        Item::Sweep,
+        Item::Script,
+        Item::InlineScript,
+        Item::Iframe,
+        Item::Image,
+        Item::Link,
+        Item::Embed,
+        Item::Noscript,
+    ];
+
+    /// Position in [`Item::ALL`], for fixed-size counter arrays.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     /// Lower-case name for logs and metrics.
     pub fn name(self) -> &'static str {
         match self {
@@ -54,6 +74,7 @@ impl Item {
 
 /// What was (or, in report-only mode, would have been) done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
 pub enum Action {
     /// Passed unchanged.
     Allow,
@@ -70,6 +91,15 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, in declaration order ([`Action::index`] is the position).
+    pub const ALL: [Action; 6] =
+        [Action::Allow, Action::Block, Action::Cap, Action::Harden, Action::Sweep, Action::Invalid];
+
+    /// Position in [`Action::ALL`], for fixed-size counter arrays.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     /// Lower-case name for logs and metrics.
     pub fn name(self) -> &'static str {
         match self {
@@ -108,3 +138,18 @@ pub struct Decision {
 
 /// The decisions of one request, in the order they were made.
 pub type Decisions = Vec<Decision>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indexes_are_positions_in_all() {
+        for (i, item) in Item::ALL.iter().enumerate() {
+            assert_eq!(item.index(), i);
+        }
+        for (i, action) in Action::ALL.iter().enumerate() {
+            assert_eq!(action.index(), i);
+        }
+    }
+}

@@ -325,22 +325,6 @@ pub fn escape_markdown(text: &str) -> String {
     out
 }
 
-/// Escapes text for HTML content and quoted attribute values.
-pub fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 const COLUMNS: [&str; 6] = ["Cookie Name", "Domain", "Provider", "Purpose", "Legal Basis", "Duration"];
 
 fn cells<'a>(group: &'a Group, row: &'a Row) -> [&'a str; 6] {
@@ -396,17 +380,17 @@ impl Declaration {
         let _ = writeln!(
             out,
             "<section class=\"consentry-declaration\" data-site=\"{}\">",
-            escape_html(&self.site)
+            crate::html::escape(&self.site)
         );
         for group in &self.categories {
             let _ = writeln!(
                 out,
                 "<h2 id=\"category-{}\">{}</h2>",
-                escape_html(&group.name),
-                escape_html(&title(&group.name))
+                crate::html::escape(&group.name),
+                crate::html::escape(&title(&group.name))
             );
             if !group.description.is_empty() {
-                let _ = writeln!(out, "<p>{}</p>", escape_html(&group.description));
+                let _ = writeln!(out, "<p>{}</p>", crate::html::escape(&group.description));
             }
             if group.cookies.is_empty() {
                 out.push_str("<p>No cookies in this category.</p>\n");
@@ -420,7 +404,7 @@ impl Declaration {
             for row in &group.cookies {
                 out.push_str("<tr>");
                 for cell in cells(group, row) {
-                    let _ = write!(out, "<td>{}</td>", escape_html(cell));
+                    let _ = write!(out, "<td>{}</td>", crate::html::escape(cell));
                 }
                 out.push_str("</tr>\n");
             }
@@ -560,7 +544,7 @@ domain = ".shop.test"
     #[test]
     fn html_escapes_text() {
         assert_eq!(
-            escape_html("<a href=\"x\">'&'</a>"),
+            crate::html::escape("<a href=\"x\">'&'</a>"),
             "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
         );
         let site = site(POLICY);

@@ -66,21 +66,8 @@ impl Kind {
     }
 }
 
-const ITEMS: [Item; 10] = [
-    Item::RequestCookie,
-    Item::SetCookie,
-    Item::Sweep,
-    Item::Script,
-    Item::InlineScript,
-    Item::Iframe,
-    Item::Image,
-    Item::Link,
-    Item::Embed,
-    Item::Noscript,
-];
-
 fn item_bit(item: Item) -> u16 {
-    1 << ITEMS.iter().position(|&i| i == item).unwrap_or(0)
+    1 << item.index()
 }
 
 /// `s` cut to at most [`MAX_NAME_BYTES`] at a character boundary.
@@ -411,7 +398,7 @@ impl Inventory {
                 blocked: stats.blocked.load(Ordering::Relaxed),
                 first_seen: stats.first_seen,
                 last_seen: stats.last_seen.load(Ordering::Relaxed),
-                seen_as: ITEMS
+                seen_as: Item::ALL
                     .iter()
                     .enumerate()
                     .filter(|(i, _)| items & (1 << i) != 0)

@@ -51,48 +51,6 @@ pub const DURATION_BUCKETS_US: [u64; 11] =
 /// Label of decisions about items no rule classifies.
 pub const UNCLASSIFIED: &str = "unclassified";
 
-const ITEMS: [Item; 10] = [
-    Item::RequestCookie,
-    Item::SetCookie,
-    Item::Sweep,
-    Item::Script,
-    Item::InlineScript,
-    Item::Iframe,
-    Item::Image,
-    Item::Link,
-    Item::Embed,
-    Item::Noscript,
-];
-
-const ACTIONS: [Action; 6] =
-    [Action::Allow, Action::Block, Action::Cap, Action::Harden, Action::Sweep, Action::Invalid];
-
-fn item_index(item: Item) -> usize {
-    match item {
-        Item::RequestCookie => 0,
-        Item::SetCookie => 1,
-        Item::Sweep => 2,
-        Item::Script => 3,
-        Item::InlineScript => 4,
-        Item::Iframe => 5,
-        Item::Image => 6,
-        Item::Link => 7,
-        Item::Embed => 8,
-        Item::Noscript => 9,
-    }
-}
-
-fn action_index(action: Action) -> usize {
-    match action {
-        Action::Allow => 0,
-        Action::Block => 1,
-        Action::Cap => 2,
-        Action::Harden => 3,
-        Action::Sweep => 4,
-        Action::Invalid => 5,
-    }
-}
-
 /// Why a request to the origin failed, for `origin_errors_total{kind}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OriginErrorKind {
@@ -140,7 +98,7 @@ impl OriginErrorKind {
 
 /// Counters of one category on one site: `[action][item]`.
 #[derive(Debug)]
-struct DecisionCounters([AtomicU64; ACTIONS.len() * ITEMS.len()]);
+struct DecisionCounters([AtomicU64; Action::ALL.len() * Item::ALL.len()]);
 
 impl DecisionCounters {
     fn new() -> Arc<DecisionCounters> {
@@ -148,11 +106,11 @@ impl DecisionCounters {
     }
 
     fn add(&self, action: Action, item: Item) {
-        self.0[action_index(action) * ITEMS.len() + item_index(item)].fetch_add(1, Ordering::Relaxed);
+        self.0[action.index() * Item::ALL.len() + item.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     fn get(&self, action: Action, item: Item) -> u64 {
-        self.0[action_index(action) * ITEMS.len() + item_index(item)].load(Ordering::Relaxed)
+        self.0[action.index() * Item::ALL.len() + item.index()].load(Ordering::Relaxed)
     }
 }
 
@@ -368,8 +326,8 @@ impl Metrics {
                 site.decisions.iter().map(|e| (e.key().to_string(), e.value().clone())).collect();
             categories.sort_by(|a, b| a.0.cmp(&b.0));
             for (category, counters) in &categories {
-                for action in ACTIONS {
-                    for item in ITEMS {
+                for action in Action::ALL {
+                    for item in Item::ALL {
                         let count = counters.get(action, item);
                         if count == 0 {
                             continue;

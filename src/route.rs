@@ -200,6 +200,29 @@ impl Router {
     }
 }
 
+/// Test helper: a site for `www.example.com` whose policy is
+/// `[policy.default]` in `toml` (compiled without presets).
+#[cfg(test)]
+pub(crate) fn test_site(toml: &str) -> Site {
+    use crate::config::Source;
+    let source = Source { path: PathBuf::from("t.toml"), text: toml.to_string() };
+    let file = source.parse().expect("test policy parses");
+    let policy =
+        crate::policy::compile("default", &source, &file.policy, &crate::presets::Presets::default())
+            .expect("test policy compiles");
+    let mut host_set = HostSet::default();
+    host_set.insert("www.example.com").expect("valid host");
+    Site {
+        name: "example".into(),
+        hosts: vec!["www.example.com".into()],
+        origin: Origin::parse("http://127.0.0.1:1").expect("valid origin"),
+        preserve_host: true,
+        ca_file: None,
+        policy: Arc::new(policy),
+        host_set,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
