@@ -8,17 +8,22 @@
 //! address, host and origin swapped for loopback ones; a receipts file and
 //! the tracker's rules added), the demo origin (`consentry::demo`) on
 //! `127.0.0.1:0`, and the demo tracker's script served by a second server.
-//! Chromium's resolver maps `shop.test` (the site) and `tracker.test` (the
-//! third party) to loopback and makes every other name fail at once, so the
-//! real services the demo page names (Google, Meta, HubSpot...) are never
-//! contacted.
+//! Chromium's resolver sends `shop.test` (the site) and `tracker.test` (the
+//! third party) to those loopback ports, so URLs carry no port, as in
+//! production (CSP host sources depend on it), and makes every other name
+//! fail at once, so the real services the demo page names (Google, Meta,
+//! HubSpot...) are never contacted.
 //!
 //! | test | what the browser shows |
 //! |---|---|
 //! | [`accept_all_then_refuse_analytics`] | banner shown with focus in it; before consent the tracker did not run or even load and the jar holds no optional cookie; "Accept all" runs it in place and the next response sets analytics and advertising cookies; "Manage my cookies" → refuse analytics deletes every analytics cookie, HttpOnly included; receipts |
-//! | [`keyboard_only`] | Tab / Shift+Tab stay in the dialog, Enter opens "Customise", Space ticks a category, Enter saves, focus returns to "Manage my cookies"; Escape and the close button close it again |
+//! | [`refuse_all`] | Escape is no choice; "Refuse all" closes in place, focus on "Manage my cookies"; nothing optional is set or fetched afterwards |
+//! | [`keyboard_only`] | Tab / Shift+Tab stay in the dialog, focus ring visible, Enter opens "Customise", Space ticks a category, Enter saves, focus returns to "Manage my cookies"; Escape and the close button close it again |
 //! | [`without_javascript`] | the plain form: POST, 303 back to the page, consent cookie set; "Manage my cookies" through `:target`, and a withdrawal sweeps the HttpOnly cookie too |
-//! | [`screenshots`] | the banner, first visit and "Customise" open, saved under `test-artifacts/browser/`: desktop 1280×900; phone 390×844 on the demo page (no `<meta name="viewport">`, so shown zoomed out), with and without JavaScript, and on the same page made for phones; layout checked in screen pixels |
+//! | [`with_a_content_security_policy`] | with `[policy.demo.csp]`: the banner runs by its nonce, a tracker injected later by script is refused by the browser, "Accept all" reloads under a CSP that lets it and the page's inline tags run, no violation |
+//! | [`screenshots`] | the banner, first visit and "Customise" open, and the page after a choice, saved under `test-artifacts/browser/`: desktop 1280×900; phone 390×844 on the demo page (no `<meta name="viewport">`, so shown zoomed out), with and without JavaScript, and on the same page made for phones, in English and German; layout checked in screen pixels |
+//!
+//! Every test also fails on an uncaught JavaScript exception in the page.
 //!
 //! Each test starts its own Chromium with a fresh profile. Without
 //! `/usr/bin/chromium` (or the binary `CONSENTRY_CHROMIUM` names) the tests
@@ -38,17 +43,15 @@ use common::{Origin, origin, within};
 use consentry::server::Running;
 use serde_json::{Value, json};
 
-/// Site and tracker on loopback; nothing else resolves.
-const RESOLVER: &str = "MAP shop.test 127.0.0.1, MAP tracker.test 127.0.0.1, MAP * ~NOTFOUND";
-
 /// What the tests add to `config/demo.toml`: where receipts go, and the
-/// tracker's host and cookie (as `config/compose.toml` declares them).
+/// tracker's host (`TRACKER`) and cookie, as `config/compose.toml` declares
+/// them.
 const ADDED_CONFIG: &str = r#"
 [receipts]
 path = "receipts.jsonl"
 
 [[policy.demo.resource]]
-match = "tracker.test"
+match = "TRACKER"
 category = "analytics"
 provider = "Demo Tracker"
 
@@ -110,6 +113,7 @@ impl Tracker {
 /// consentry running `config/demo.toml` in front of the demo origin, whose
 /// home page loads the tracker from `tracker.test`.
 struct Shop {
+    setup: Setup,
     running: Running,
     tracker: Tracker,
     receipts: PathBuf,
@@ -131,20 +135,30 @@ impl Drop for OriginServer {
     }
 }
 
-impl Shop {
-    /// In front of the demo origin.
-    async fn start() -> Shop {
-        Shop::start_with(false).await
-    }
+/// How a [`Shop`] is set up.
+#[derive(Debug, Clone, Copy)]
+struct Setup {
+    /// The site's host name (Chromium maps it to the proxy's port, so
+    /// URLs carry no port, as in production).
+    site: &'static str,
+    /// The tracker's host name.
+    tracker: &'static str,
+    /// Serve the demo's home page made for phones (`<meta name="viewport">`),
+    /// as newer sites are, instead of the demo origin.
+    responsive: bool,
+    /// More TOML appended to the config.
+    config: &'static str,
+}
 
-    /// In front of the demo origin, or (`responsive`) of one serving the
-    /// demo's home page made for phones (`<meta name="viewport">`), as
-    /// newer sites are.
-    async fn start_with(responsive: bool) -> Shop {
+/// The demo site as `consentry demo` serves it.
+const DEMO: Setup = Setup { site: "shop.test", tracker: "tracker.test", responsive: false, config: "" };
+
+impl Shop {
+    async fn start(setup: Setup) -> Shop {
         let tracker = Tracker::start().await;
-        let tracker_url = format!("http://tracker.test:{}/tracker.js", tracker.server.addr.port());
+        let tracker_url = format!("http://{}/tracker.js", setup.tracker);
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let (origin, server) = if responsive {
+        let (origin, server) = if setup.responsive {
             let page = consentry::demo::home_page(Some(&tracker_url)).replacen(
                 "<meta charset=\"utf-8\">",
                 "<meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
@@ -168,33 +182,54 @@ impl Shop {
         };
         let mut config = consentry::demo::DEMO_CONFIG.to_string();
         let origin_line = format!("origin = \"http://{origin}\"");
+        let hosts_line = format!("hosts = [\"{}\"]", setup.site);
         for (from, to) in [
             ("http = \"127.0.0.1:8080\"", "http = \"127.0.0.1:0\""),
-            ("hosts = [\"localhost\", \"127.0.0.1\"]", "hosts = [\"shop.test\"]"),
+            ("hosts = [\"localhost\", \"127.0.0.1\"]", hosts_line.as_str()),
             ("origin = \"http://127.0.0.1:8081\"", origin_line.as_str()),
         ] {
             assert!(config.contains(from), "config/demo.toml no longer has {from}");
             config = config.replacen(from, to, 1);
         }
-        config.push_str(ADDED_CONFIG);
+        config.push_str(&ADDED_CONFIG.replace("TRACKER", setup.tracker));
+        config.push_str(setup.config);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("demo.toml");
         std::fs::write(&path, &config).unwrap();
         let running = consentry::server::start(&path).await.unwrap_or_else(|e| panic!("{e}\n{config}"));
-        Shop { running, tracker, receipts: dir.path().join("receipts.jsonl"), _origin: server, _dir: dir }
+        Shop {
+            setup,
+            running,
+            tracker,
+            receipts: dir.path().join("receipts.jsonl"),
+            _origin: server,
+            _dir: dir,
+        }
     }
 
-    /// `http://shop.test:PORT{path}`.
+    /// `http://SITE{path}`.
     fn url(&self, path: &str) -> String {
-        format!("http://shop.test:{}{path}", self.running.http_addr.unwrap().port())
+        format!("http://{}{path}", self.setup.site)
+    }
+
+    /// `--host-resolver-rules` entries sending the site's and the tracker's
+    /// names (any port) to their loopback servers.
+    fn resolver_rules(&self) -> String {
+        format!(
+            "MAP {} {}, MAP {} {}",
+            self.setup.site,
+            self.running.http_addr.unwrap(),
+            self.setup.tracker,
+            self.tracker.server.addr
+        )
     }
 
     /// The category the site's policy gives a cookie (`unclassified` when
     /// no rule names it).
     fn category(&self, cookie: &str) -> String {
         let snapshot = self.running.store.load();
-        let site = snapshot.router.route("shop.test").unwrap();
-        match site.policy.classify_cookie(cookie, "shop.test").0 {
+        let site = snapshot.router.route(self.setup.site).unwrap();
+        match site.policy.classify_cookie(cookie, self.setup.site).0 {
             Some(id) => site.policy.categories.name(id).to_string(),
             None => "unclassified".to_string(),
         }
@@ -222,19 +257,31 @@ impl Shop {
     }
 }
 
-/// A browser with one tab, on a shop of its own.
+/// A browser on shops of its own.
 struct Visit {
-    shop: Shop,
+    shops: Vec<Shop>,
     cdp: Cdp,
     _browser: Chromium,
 }
 
 impl Visit {
-    async fn start(binary: &Path) -> Visit {
-        let shop = Shop::start().await;
-        let browser = Chromium::launch(binary, RESOLVER);
+    /// Starts the shops, then a browser that reaches them by name and
+    /// nothing else.
+    async fn start(binary: &Path, setups: &[Setup]) -> Visit {
+        let mut shops = Vec::new();
+        for setup in setups {
+            shops.push(Shop::start(*setup).await);
+        }
+        let mut rules: Vec<String> = shops.iter().map(Shop::resolver_rules).collect();
+        rules.push("MAP * ~NOTFOUND".into());
+        let browser = Chromium::launch(binary, &rules.join(", "));
         let cdp = Cdp::connect(&browser.ws_url).await;
-        Visit { shop, cdp, _browser: browser }
+        Visit { shops, cdp, _browser: browser }
+    }
+
+    /// The first shop.
+    fn shop(&self) -> &Shop {
+        &self.shops[0]
     }
 
     async fn jar(&self) -> Vec<Cookie> {
@@ -273,8 +320,8 @@ const ADVERTISING: &[&str] = &["_fbp", "_gcl_au"];
 async fn accept_all_then_refuse_analytics() {
     let Some(binary) = chromium() else { return };
     within(async {
-        let visit = Visit::start(&binary).await;
-        let shop = &visit.shop;
+        let visit = Visit::start(&binary, &[DEMO]).await;
+        let shop = visit.shop();
         let page = visit.cdp.new_page().await;
         page.goto(&shop.url("/")).await;
 
@@ -374,6 +421,49 @@ async fn accept_all_then_refuse_analytics() {
             assert!(r["user_agent"].as_str().is_some_and(|ua| ua.contains("Chrome")), "{r}");
             assert_eq!(r["ip"], "127.0.0.0/24");
         }
+        assert_eq!(page.exceptions(), Vec::<String>::new(), "uncaught exceptions in the page");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuse_all() {
+    let Some(binary) = chromium() else { return };
+    within(async {
+        let visit = Visit::start(&binary, &[DEMO]).await;
+        let shop = visit.shop();
+        let page = visit.cdp.new_page().await;
+        page.goto(&shop.url("/")).await;
+        page.wait_for("the banner to show", DIALOG_SHOWN).await;
+        // Escape is not a choice: the dialog stays until one is made.
+        page.press(Key::Escape).await;
+        assert_eq!(page.eval(DIALOG_SHOWN).await, json!(true), "Escape closed the dialog before a choice");
+
+        let before = page.mark_document().await;
+        page.click("#consentry-refuse-all").await;
+        page.wait_for("the banner to close", DIALOG_HIDDEN).await;
+        page.wait_for("focus on Manage my cookies", "document.activeElement.id === 'consentry-manage'").await;
+        assert_eq!(
+            page.eval(&format!("document.documentElement.dataset.cdpMark === '{before}'")).await,
+            json!(true),
+            "refusing on a first visit needs no reload"
+        );
+        page.reload().await;
+        assert_eq!(page.eval(DIALOG_HIDDEN).await, json!(true), "the banner does not ask again");
+        let jar = visit.jar().await;
+        assert!(cookie(&jar, "consentry").is_some(), "{:?}", names(&jar));
+        assert_eq!(
+            shop.in_categories(&jar, &["functional", "analytics", "advertising", "unclassified"]),
+            Vec::<String>::new()
+        );
+        assert_eq!(page.eval(TRACKER_RAN).await, json!(false));
+        assert_eq!(shop.tracker.all(), Vec::<String>::new(), "the tracker was contacted after Refuse all");
+        let receipts = shop.receipts();
+        assert_eq!(receipts.len(), 1);
+        assert_eq!(receipts[0]["choice"], "refuse-all");
+        assert_eq!(receipts[0]["granted"], json!(["necessary"]));
+        assert_eq!(receipts[0]["refused"], json!(["functional", "analytics", "advertising"]));
+        assert_eq!(page.exceptions(), Vec::<String>::new(), "uncaught exceptions in the page");
     })
     .await;
 }
@@ -397,8 +487,8 @@ async fn tab_to(page: &Page<'_>, id: &str, limit: usize) -> Vec<String> {
 async fn keyboard_only() {
     let Some(binary) = chromium() else { return };
     within(async {
-        let visit = Visit::start(&binary).await;
-        let shop = &visit.shop;
+        let visit = Visit::start(&binary, &[DEMO]).await;
+        let shop = visit.shop();
         let page = visit.cdp.new_page().await;
         page.goto(&shop.url("/")).await;
         page.wait_for("the banner to show", DIALOG_SHOWN).await;
@@ -482,6 +572,7 @@ async fn keyboard_only() {
         let jar = visit.jar().await;
         assert!(cookie(&jar, "visitor_stats").is_some(), "{:?}", names(&jar));
         assert_eq!(shop.in_categories(&jar, &["advertising", "functional"]), Vec::<String>::new());
+        assert_eq!(page.exceptions(), Vec::<String>::new(), "uncaught exceptions in the page");
     })
     .await;
 }
@@ -490,8 +581,8 @@ async fn keyboard_only() {
 async fn without_javascript() {
     let Some(binary) = chromium() else { return };
     within(async {
-        let visit = Visit::start(&binary).await;
-        let shop = &visit.shop;
+        let visit = Visit::start(&binary, &[DEMO]).await;
+        let shop = visit.shop();
         let page = visit.cdp.new_page().await;
         page.javascript(false).await;
         page.record_network().await;
@@ -559,23 +650,32 @@ async fn without_javascript() {
 async fn screenshots() {
     let Some(binary) = chromium() else { return };
     within(async {
-        let visit = Visit::start(&binary).await;
-        let responsive = Shop::start_with(true).await;
+        let responsive =
+            Setup { site: "mobile.test", tracker: "tracker.mobile.test", responsive: true, config: "" };
+        let visit = Visit::start(&binary, &[DEMO, responsive]).await;
         let page = visit.cdp.new_page().await;
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("test-artifacts/browser");
+        // name, viewport, phone, JavaScript, Accept-Language, shop.
         let shots = [
-            ("desktop", 1280, 900, false, true, &visit.shop),
+            ("desktop", (1280, 900), false, true, "en-GB,en", &visit.shops[0]),
             // The demo page has no <meta name="viewport">, as legacy sites
             // do: a phone lays it out 980px wide and shows it zoomed out.
-            ("mobile-legacy", 390, 844, true, true, &visit.shop),
-            ("mobile-legacy-nojs", 390, 844, true, false, &visit.shop),
-            ("mobile", 390, 844, true, true, &responsive),
+            ("mobile-legacy", (390, 844), true, true, "en-GB,en", &visit.shops[0]),
+            ("mobile-legacy-nojs", (390, 844), true, false, "en-GB,en", &visit.shops[0]),
+            ("mobile", (390, 844), true, true, "en-GB,en", &visit.shops[1]),
+            // The longest built-in texts.
+            ("mobile-de", (390, 844), true, true, "de-DE,de;q=0.9", &visit.shops[1]),
         ];
-        for (name, width, height, mobile, javascript, shop) in shots {
+        page.record_network().await;
+        for (name, (width, height), mobile, javascript, language, shop) in shots {
             page.viewport(width, height, mobile).await;
             page.javascript(javascript).await;
+            page.call("Network.setExtraHTTPHeaders", json!({ "headers": { "Accept-Language": language } }))
+                .await;
             page.goto(&shop.url("/")).await;
             page.wait_for("the banner to show", DIALOG_SHOWN).await;
+            let lang = language.get(..2).unwrap();
+            assert_eq!(page.eval("document.getElementById('consentry-root').lang").await, json!(lang));
             check_layout(&page, name).await;
             page.screenshot(&dir.join(format!("banner-{name}-first-visit.png"))).await;
             page.click("#consentry-customise").await;
@@ -583,6 +683,30 @@ async fn screenshots() {
             check_layout(&page, name).await;
             page.screenshot(&dir.join(format!("banner-{name}-customise.png"))).await;
         }
+        // After a choice, only "Manage my cookies" shows: as readable on
+        // the zoomed-out legacy page as elsewhere.
+        page.call("Network.setExtraHTTPHeaders", json!({ "headers": { "Accept-Language": "en-GB,en" } }))
+            .await;
+        for (name, (width, height), mobile) in
+            [("desktop", (1280, 900), false), ("mobile-legacy", (390, 844), true)]
+        {
+            page.viewport(width, height, mobile).await;
+            page.goto(&visit.shops[0].url("/")).await;
+            page.wait_for("the banner to show", DIALOG_SHOWN).await;
+            page.click("#consentry-refuse-all").await;
+            page.wait_for("the banner to close", DIALOG_HIDDEN).await;
+            page.screenshot(&dir.join(format!("banner-{name}-after-choice.png"))).await;
+            let height = page
+                .eval(
+                    "Math.round(document.getElementById('consentry-manage').getBoundingClientRect().height \
+                     * visualViewport.scale)",
+                )
+                .await;
+            assert!(height.as_i64().unwrap() >= 30, "{name}: Manage my cookies is {height} screen px tall");
+            // The next one starts from a first visit again.
+            visit.cdp.call(None, "Storage.clearCookies", json!({})).await.unwrap();
+        }
+        assert_eq!(page.exceptions(), Vec::<String>::new(), "uncaught exceptions in the page");
         eprintln!("screenshots in {}", dir.display());
     })
     .await;
@@ -625,4 +749,86 @@ async fn check_layout(page: &Page<'_>, name: &str) {
     );
     assert!(size(&accept).1 >= 44, "{name}: buttons {accept:?} are under 44 screen px tall: {layout}");
     assert!(size(&title).1 >= 24, "{name}: the title is {title:?}, too small to read: {layout}");
+}
+
+/// The `Content-Security-Policy` of the `n`th document response (0-based)
+/// this tab received.
+async fn document_csp(page: &Page<'_>, n: usize) -> String {
+    let seen = std::sync::atomic::AtomicUsize::new(0);
+    let response = page
+        .wait_event("Network.responseReceived", |p| {
+            p["type"] == "Document" && seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == n
+        })
+        .await;
+    let headers = response["response"]["headers"].as_object().cloned().unwrap_or_default();
+    headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-security-policy"))
+        .and_then(|(_, v)| v.as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Adds a script element loading `url`, as a tag manager does after the
+/// page has loaded (which no HTML rewriting can see).
+fn inject_script(url: &str) -> String {
+    format!(
+        "(() => {{ const s = document.createElement('script'); s.src = {url:?}; \
+         document.head.appendChild(s); return true; }})()"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_content_security_policy() {
+    let Some(binary) = chromium() else { return };
+    within(async {
+        const CSP: Setup = Setup { config: "\n[policy.demo.csp]\nmode = \"enforce\"\n", ..DEMO };
+        let visit = Visit::start(&binary, &[CSP]).await;
+        let shop = visit.shop();
+        let page = visit.cdp.new_page().await;
+        page.init_script(
+            "window.__violations = []; document.addEventListener('securitypolicyviolation', \
+             e => window.__violations.push(e.effectiveDirective + ' ' + e.blockedURI));",
+        )
+        .await;
+        page.record_network().await;
+        page.goto(&shop.url("/")).await;
+
+        // The banner works under the CSP: its script runs by its nonce.
+        page.wait_for("the banner to show", DIALOG_SHOWN).await;
+        let csp = document_csp(&page, 0).await;
+        assert!(csp.contains("'nonce-") && !csp.contains("tracker.test"), "{csp}");
+        assert_eq!(page.focused().await, "consentry-dialog", "banner.js ran");
+        assert_eq!(page.eval("window.__violations").await, json!([]));
+
+        // A tracker added later by script is refused by the browser.
+        let tracker = "http://tracker.test/tracker.js";
+        page.eval(&inject_script(tracker)).await;
+        page.wait_for(
+            "the CSP to refuse the injected tracker",
+            &format!("window.__violations.includes('script-src-elem {tracker}')"),
+        )
+        .await;
+        assert_eq!(page.eval(TRACKER_RAN).await, json!(false));
+        assert_eq!(shop.tracker.all(), Vec::<String>::new());
+
+        // Accept all reloads the page (reviving in place would run into the
+        // old CSP); the new one lets the tracker and the page's inline
+        // tags (which carry the nonce) run, and nothing is refused.
+        let token = page.mark_document().await;
+        page.click("#consentry-accept-all").await;
+        page.wait_for_new_document(&token).await;
+        let csp = document_csp(&page, 1).await;
+        assert!(csp.contains(" tracker.test "), "{csp}");
+        page.wait_for("the tracker to run", TRACKER_RAN).await;
+        assert_eq!(
+            page.eval("[typeof window.dataLayer, typeof window.fbq]").await,
+            json!(["object", "function"]),
+            "the inline gtag and Meta snippets ran"
+        );
+        assert_eq!(page.eval("window.__violations").await, json!([]));
+        assert_eq!(page.exceptions(), Vec::<String>::new(), "uncaught exceptions in the page");
+        assert_eq!(shop.receipts().len(), 1);
+    })
+    .await;
 }

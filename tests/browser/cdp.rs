@@ -265,6 +265,8 @@ impl Cdp {
         // A headless tab is not focused by default; focus events and
         // :focus-visible then behave as in a window the visitor looks at.
         page.call("Emulation.setFocusEmulationEnabled", json!({ "enabled": true })).await;
+        // Uncaught exceptions arrive as Runtime.exceptionThrown events.
+        page.call("Runtime.enable", json!({})).await;
         page
     }
 }
@@ -522,9 +524,30 @@ impl Page<'_> {
         self.call("Emulation.setScriptExecutionDisabled", json!({ "value": !enabled })).await;
     }
 
+    /// Runs `source` in every document this tab loads from now on, before
+    /// the page's own scripts (DevTools runs it whatever the page's CSP).
+    pub async fn init_script(&self, source: &str) {
+        self.call("Page.enable", json!({})).await;
+        self.call("Page.addScriptToEvaluateOnNewDocument", json!({ "source": source })).await;
+    }
+
     /// Starts recording this tab's network events.
     pub async fn record_network(&self) {
         self.call("Network.enable", json!({})).await;
+    }
+
+    /// The uncaught JavaScript exceptions of this tab so far, one line each.
+    pub fn exceptions(&self) -> Vec<String> {
+        let events = self.cdp.events.lock().unwrap();
+        events
+            .iter()
+            .filter(|e| e.session.as_deref() == Some(&self.session) && e.method == "Runtime.exceptionThrown")
+            .map(|e| {
+                let d = &e.params["exceptionDetails"];
+                let what = d["exception"]["description"].as_str().or(d["text"].as_str()).unwrap_or("?");
+                format!("{what} at {}:{}", d["url"].as_str().unwrap_or("?"), d["lineNumber"])
+            })
+            .collect()
     }
 
     /// Waits for an event of this tab named `method` whose params satisfy
