@@ -245,6 +245,27 @@ impl Shop {
             .collect()
     }
 
+    /// The URLs among `urls` that the site's policy does not let a
+    /// visitor without consent load: neither the site's own nor of a
+    /// `necessary` resource rule.
+    fn optional_requests(&self, urls: &[String]) -> Vec<String> {
+        let snapshot = self.running.store.load();
+        let site = snapshot.router.route(self.setup.site).unwrap();
+        urls.iter()
+            .filter(|u| {
+                let url = url::Url::parse(u).unwrap();
+                let host = url.host_str().unwrap_or_default();
+                let necessary = site
+                    .policy
+                    .resources
+                    .classify_url(host, url.path())
+                    .is_some_and(|r| r.category == consentry::category::CategoryId::NECESSARY);
+                !(site.is_first_party(host) || necessary)
+            })
+            .cloned()
+            .collect()
+    }
+
     /// The receipts written so far, after checking the file with
     /// `receipts::verify`.
     fn receipts(&self) -> Vec<Value> {
@@ -323,6 +344,7 @@ async fn accept_all_then_refuse_analytics() {
         let visit = Visit::start(&binary, &[DEMO]).await;
         let shop = visit.shop();
         let page = visit.cdp.new_page().await;
+        page.record_network().await;
         page.goto(&shop.url("/")).await;
 
         // 1. The banner shows, as a modal dialog with focus inside.
@@ -341,6 +363,11 @@ async fn accept_all_then_refuse_analytics() {
         assert_eq!(page.eval(TRACKER_RAN).await, json!(false));
         assert_eq!(page.eval(TRACKER_SCRIPT_TYPE).await, json!("text/plain"));
         assert_eq!(shop.tracker.all(), Vec::<String>::new(), "the tracker was contacted before consent");
+        // Nor was any other optional third party (Google, Meta, HubSpot,
+        // YouTube): only the site and necessary services (Stripe).
+        let requested = page.requested();
+        assert!(requested.iter().any(|u| u.starts_with("https://js.stripe.com/")), "{requested:#?}");
+        assert_eq!(shop.optional_requests(&requested), Vec::<String>::new(), "requested before consent");
         let jar = visit.jar().await;
         assert_eq!(
             shop.in_categories(&jar, &["functional", "analytics", "advertising", "unclassified"]),
@@ -362,6 +389,11 @@ async fn accept_all_then_refuse_analytics() {
             "Accept all revives in place, without a reload"
         );
         eventually("the tracker's beacon", || shop.tracker.count("/collect") == 1).await;
+        // The other tags were revived too (their hosts do not resolve here).
+        let optional = shop.optional_requests(&page.requested());
+        for tag in ["http://tracker.test/tracker.js", "https://www.googletagmanager.com/gtag/js?id=G-DEMO1234"] {
+            assert!(optional.iter().any(|u| u == tag), "{tag} not requested after Accept all: {optional:#?}");
+        }
         let jar = visit.jar().await;
         assert!(cookie(&jar, "consentry").is_some(), "no consent cookie: {jar:#?}");
         assert!(cookie(&jar, consentry::demo::TRACKER_COOKIE).is_some(), "{jar:#?}");
@@ -433,6 +465,7 @@ async fn refuse_all() {
         let visit = Visit::start(&binary, &[DEMO]).await;
         let shop = visit.shop();
         let page = visit.cdp.new_page().await;
+        page.record_network().await;
         page.goto(&shop.url("/")).await;
         page.wait_for("the banner to show", DIALOG_SHOWN).await;
         // Escape is not a choice: the dialog stays until one is made.
@@ -458,6 +491,11 @@ async fn refuse_all() {
         );
         assert_eq!(page.eval(TRACKER_RAN).await, json!(false));
         assert_eq!(shop.tracker.all(), Vec::<String>::new(), "the tracker was contacted after Refuse all");
+        assert_eq!(
+            shop.optional_requests(&page.requested()),
+            Vec::<String>::new(),
+            "requested after Refuse all"
+        );
         let receipts = shop.receipts();
         assert_eq!(receipts.len(), 1);
         assert_eq!(receipts[0]["choice"], "refuse-all");
@@ -592,6 +630,14 @@ async fn without_javascript() {
             page.eval("document.getElementById('consentry-root').classList.contains('consentry-js')").await,
             json!(false),
             "banner.js did not run"
+        );
+
+        // The <noscript> Meta pixel, shown without JavaScript, was
+        // neutralised too: nothing optional was requested.
+        assert_eq!(
+            shop.optional_requests(&page.requested()),
+            Vec::<String>::new(),
+            "requested before consent"
         );
 
         // Accept all posts the form; the answer is 303 back to the page,

@@ -550,6 +550,19 @@ impl Page<'_> {
             .collect()
     }
 
+    /// The URLs this tab has requested so far (with
+    /// [`Page::record_network`] on), in order.
+    pub fn requested(&self) -> Vec<String> {
+        let events = self.cdp.events.lock().unwrap();
+        events
+            .iter()
+            .filter(|e| {
+                e.session.as_deref() == Some(&self.session) && e.method == "Network.requestWillBeSent"
+            })
+            .filter_map(|e| e.params["request"]["url"].as_str().map(str::to_string))
+            .collect()
+    }
+
     /// Waits for an event of this tab named `method` whose params satisfy
     /// `matches`, among those received so far and later.
     pub async fn wait_event(&self, method: &str, matches: impl Fn(&Value) -> bool) -> Value {
