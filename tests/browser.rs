@@ -468,6 +468,17 @@ async fn refuse_all() {
         page.record_network().await;
         page.goto(&shop.url("/")).await;
         page.wait_for("the banner to show", DIALOG_SHOWN).await;
+        // The banner adds one global to the page, `consentry` (a blank
+        // frame's globals are the browser's own; numbered ones are the
+        // page's frames).
+        let globals = page
+            .eval(
+                "(() => { const f = document.createElement('iframe'); document.body.appendChild(f); \
+                 const own = new Set(Object.getOwnPropertyNames(f.contentWindow)); f.remove(); \
+                 return Object.getOwnPropertyNames(window).filter(k => !own.has(k) && !/^\\d+$/.test(k)); })()",
+            )
+            .await;
+        assert_eq!(globals, json!(["consentry"]), "globals the page gained");
         // Escape is not a choice: the dialog stays until one is made.
         page.press(Key::Escape).await;
         assert_eq!(page.eval(DIALOG_SHOWN).await, json!(true), "Escape closed the dialog before a choice");
