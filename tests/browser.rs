@@ -411,9 +411,15 @@ async fn accept_all_then_refuse_analytics() {
         assert_eq!(page.eval(TRACKER_RAN).await, json!(true));
         assert_eq!(page.eval(TRACKER_SCRIPT_TYPE).await, json!(""));
 
+        // gtag.js sets its cookies on the site's domain, not host-only.
+        page.eval("document.cookie = '_gid=GA1.1.42.42; domain=shop.test; path=/; max-age=86400'").await;
+        let jar = visit.jar().await;
+        assert_eq!(cookie(&jar, "_gid").map(|c| c.domain.as_str()), Some(".shop.test"), "{jar:#?}");
+
         // 4. Manage my cookies → Customise → analytics off → Save: the page
-        // reloads and every analytics cookie is gone, HttpOnly included
-        // (deleted by the consent response's sweep: no script can).
+        // reloads and every analytics cookie is gone, HttpOnly and domain
+        // ones included (deleted by the consent response's sweep: no
+        // script can delete an HttpOnly cookie).
         page.click("#consentry-manage").await;
         page.wait_for("the dialog to reopen", DIALOG_SHOWN).await;
         page.click("#consentry-customise").await;
