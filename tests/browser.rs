@@ -21,6 +21,7 @@
 //! | [`keyboard_only`] | Tab / Shift+Tab stay in the dialog, focus ring visible, Enter opens "Customise", Space ticks a category, Enter saves, focus returns to "Manage my cookies"; Escape and the close button close it again |
 //! | [`without_javascript`] | the plain form: POST, 303 back to the page, consent cookie set; "Manage my cookies" through `:target`, and a withdrawal sweeps the HttpOnly cookie too |
 //! | [`with_a_content_security_policy`] | with `[policy.demo.csp]`: the banner runs by its nonce, a tracker injected later by script is refused by the browser, "Accept all" reloads under a CSP that lets it and the page's inline tags run, no violation |
+//! | [`over_https`] | the same loop on HTTPS: the consent cookie is `Secure`, a `Secure; SameSite=None` analytics cookie is set and then swept |
 //! | [`screenshots`] | the banner, first visit and "Customise" open, and the page after a choice, saved under `test-artifacts/browser/`: desktop 1280×900; phone 390×844 on the demo page (no `<meta name="viewport">`, so shown zoomed out), with and without JavaScript, and on the same page made for phones, in English and German; layout checked in screen pixels |
 //!
 //! Every test also fails on an uncaught JavaScript exception in the page.
@@ -118,6 +119,7 @@ struct Shop {
     tracker: Tracker,
     receipts: PathBuf,
     _origin: OriginServer,
+    _cert: Option<common::TestCert>,
     _dir: tempfile::TempDir,
 }
 
@@ -148,10 +150,14 @@ struct Setup {
     responsive: bool,
     /// More TOML appended to the config.
     config: &'static str,
+    /// Serve the site over HTTPS (a self-signed certificate Chromium is
+    /// told to accept) instead of plain HTTP.
+    https: bool,
 }
 
 /// The demo site as `consentry demo` serves it.
-const DEMO: Setup = Setup { site: "shop.test", tracker: "tracker.test", responsive: false, config: "" };
+const DEMO: Setup =
+    Setup { site: "shop.test", tracker: "tracker.test", responsive: false, config: "", https: false };
 
 impl Shop {
     async fn start(setup: Setup) -> Shop {
@@ -183,8 +189,16 @@ impl Shop {
         let mut config = consentry::demo::DEMO_CONFIG.to_string();
         let origin_line = format!("origin = \"http://{origin}\"");
         let hosts_line = format!("hosts = [\"{}\"]", setup.site);
+        let cert = setup.https.then(|| common::test_cert(&[setup.site]));
+        let listen = match &cert {
+            Some(c) => format!(
+                "http = \"127.0.0.1:0\"\nhttps = \"127.0.0.1:0\"\ncert = {:?}\nkey = {:?}",
+                c.cert_path, c.key_path
+            ),
+            None => "http = \"127.0.0.1:0\"".to_string(),
+        };
         for (from, to) in [
-            ("http = \"127.0.0.1:8080\"", "http = \"127.0.0.1:0\""),
+            ("http = \"127.0.0.1:8080\"", listen.as_str()),
             ("hosts = [\"localhost\", \"127.0.0.1\"]", hosts_line.as_str()),
             ("origin = \"http://127.0.0.1:8081\"", origin_line.as_str()),
         ] {
@@ -203,13 +217,14 @@ impl Shop {
             tracker,
             receipts: dir.path().join("receipts.jsonl"),
             _origin: server,
+            _cert: cert,
             _dir: dir,
         }
     }
 
-    /// `http://SITE{path}`.
+    /// `http(s)://SITE{path}`.
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.setup.site)
+        format!("{}://{}{path}", if self.setup.https { "https" } else { "http" }, self.setup.site)
     }
 
     /// `--host-resolver-rules` entries sending the site's and the tracker's
@@ -218,7 +233,7 @@ impl Shop {
         format!(
             "MAP {} {}, MAP {} {}",
             self.setup.site,
-            self.running.http_addr.unwrap(),
+            if self.setup.https { self.running.https_addr } else { self.running.http_addr }.unwrap(),
             self.setup.tracker,
             self.tracker.server.addr
         )
@@ -714,7 +729,7 @@ async fn screenshots() {
     let Some(binary) = chromium() else { return };
     within(async {
         let responsive =
-            Setup { site: "mobile.test", tracker: "tracker.mobile.test", responsive: true, config: "" };
+            Setup { site: "mobile.test", tracker: "tracker.mobile.test", responsive: true, ..DEMO };
         let visit = Visit::start(&binary, &[DEMO, responsive]).await;
         let page = visit.cdp.new_page().await;
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("test-artifacts/browser");
@@ -892,6 +907,43 @@ async fn with_a_content_security_policy() {
         assert_eq!(page.eval("window.__violations").await, json!([]));
         assert_eq!(page.exceptions(), Vec::<String>::new(), "uncaught exceptions in the page");
         assert_eq!(shop.receipts().len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_https() {
+    let Some(binary) = chromium() else { return };
+    within(async {
+        const HTTPS: Setup = Setup { https: true, ..DEMO };
+        let visit = Visit::start(&binary, &[HTTPS]).await;
+        let shop = visit.shop();
+        let page = visit.cdp.new_page().await;
+        page.goto(&shop.url("/")).await;
+        page.wait_for("the banner to show", DIALOG_SHOWN).await;
+        page.click("#consentry-accept-all").await;
+        page.wait_for("the banner to close", DIALOG_HIDDEN).await;
+        page.reload().await;
+        // The consent cookie is Secure over HTTPS, and so is Application
+        // Insights' ai_user (SameSite=None), which only HTTPS can set.
+        let jar = visit.jar().await;
+        assert!(cookie(&jar, "consentry").is_some_and(|c| c.secure), "{jar:#?}");
+        assert!(cookie(&jar, "ai_user").is_some_and(|c| c.secure), "{jar:#?}");
+        page.click("#consentry-manage").await;
+        page.wait_for("the dialog to reopen", DIALOG_SHOWN).await;
+        page.click("#consentry-customise").await;
+        page.wait_for("Customise to open", "document.getElementById('consentry-prefs').open").await;
+        page.click("#consentry-cat-analytics-box").await;
+        let token = page.mark_document().await;
+        page.click("#consentry-save").await;
+        page.wait_for_new_document(&token).await;
+        let jar = visit.jar().await;
+        assert_eq!(shop.in_categories(&jar, &["analytics"]), Vec::<String>::new(), "{:?}", names(&jar));
+        assert!(cookie(&jar, "_fbp").is_some() && cookie(&jar, "consentry").is_some_and(|c| c.secure));
+        let receipts = shop.receipts();
+        assert_eq!(receipts.len(), 2, "{receipts:#?}");
+        assert_eq!(receipts[1]["refused"], json!(["analytics"]));
+        assert_eq!(page.exceptions(), Vec::<String>::new(), "uncaught exceptions in the page");
     })
     .await;
 }

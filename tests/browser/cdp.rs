@@ -70,6 +70,8 @@ const FLAGS: &[&str] = &[
     "--hide-scrollbars",
     "--window-size=1280,900",
     "--remote-debugging-port=0",
+    // The HTTPS test serves a self-signed certificate made on the spot.
+    "--ignore-certificate-errors",
 ];
 
 /// A running headless Chromium; killed (its whole process group) when
@@ -248,6 +250,7 @@ impl Cdp {
                 domain: c["domain"].as_str().unwrap_or_default().to_string(),
                 path: c["path"].as_str().unwrap_or_default().to_string(),
                 http_only: c["httpOnly"].as_bool().unwrap_or(false),
+                secure: c["secure"].as_bool().unwrap_or(false),
             })
             .collect()
     }
@@ -306,6 +309,8 @@ pub struct Cookie {
     pub path: String,
     /// Whether scripts cannot see it.
     pub http_only: bool,
+    /// Whether it is sent over HTTPS only.
+    pub secure: bool,
 }
 
 /// A key the tests press.
