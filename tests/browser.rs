@@ -21,6 +21,7 @@
 //! | [`keyboard_only`] | Tab / Shift+Tab stay in the dialog, focus ring visible, Enter opens "Customise", Space ticks a category, Enter saves, focus returns to "Manage my cookies"; Escape and the close button close it again |
 //! | [`without_javascript`] | the plain form: POST, 303 back to the page, consent cookie set; "Manage my cookies" through `:target`, and a withdrawal sweeps the HttpOnly cookie too |
 //! | [`with_a_content_security_policy`] | with `[policy.demo.csp]`: the banner runs by its nonce, a tracker injected later by script is refused by the browser, "Accept all" reloads under a CSP that lets it and the page's inline tags run, no violation |
+//! | [`a_new_policy_revision_asks_again`] | after the policy's `revision` is raised (hot reload), the banner asks again, nothing optional runs and the cookies allowed before are deleted; the new choice's receipt names the new revision |
 //! | [`over_https`] | the same loop on HTTPS: the consent cookie is `Secure`, a `Secure; SameSite=None` analytics cookie is set and then swept |
 //! | [`screenshots`] | the banner, first visit and "Customise" open, and the page after a choice, saved under `test-artifacts/browser/`: desktop 1280×900; phone 390×844 on the demo page (no `<meta name="viewport">`, so shown zoomed out), with and without JavaScript, and on the same page made for phones, in English and German; layout checked in screen pixels |
 //!
@@ -118,6 +119,7 @@ struct Shop {
     running: Running,
     tracker: Tracker,
     receipts: PathBuf,
+    config: PathBuf,
     _origin: OriginServer,
     _cert: Option<common::TestCert>,
     _dir: tempfile::TempDir,
@@ -216,10 +218,20 @@ impl Shop {
             running,
             tracker,
             receipts: dir.path().join("receipts.jsonl"),
+            config: path,
             _origin: server,
             _cert: cert,
             _dir: dir,
         }
+    }
+
+    /// Edits the config file (`from` → `to`, once) and reloads it, as a
+    /// save does under `consentry run`.
+    fn edit_config(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        assert!(text.contains(from), "{from} not in the config");
+        std::fs::write(&self.config, text.replacen(from, to, 1)).unwrap();
+        consentry::reload::reload_now(&self.running.store, &self.config).unwrap();
     }
 
     /// `http(s)://SITE{path}`.
@@ -907,6 +919,45 @@ async fn with_a_content_security_policy() {
         assert_eq!(page.eval("window.__violations").await, json!([]));
         assert_eq!(page.exceptions(), Vec::<String>::new(), "uncaught exceptions in the page");
         assert_eq!(shop.receipts().len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_policy_revision_asks_again() {
+    let Some(binary) = chromium() else { return };
+    within(async {
+        let visit = Visit::start(&binary, &[DEMO]).await;
+        let shop = visit.shop();
+        let page = visit.cdp.new_page().await;
+        page.goto(&shop.url("/")).await;
+        page.wait_for("the banner to show", DIALOG_SHOWN).await;
+        page.click("#consentry-accept-all").await;
+        page.wait_for("the tracker to run", TRACKER_RAN).await;
+        page.reload().await;
+        assert!(cookie(&visit.jar().await, "visitor_stats").is_some());
+
+        // The site changes its policy significantly: revision 2. Consent
+        // given for revision 1 no longer counts, so the next page asks
+        // again, runs nothing optional, and deletes what was allowed.
+        shop.edit_config("revision = 1", "revision = 2");
+        page.reload().await;
+        page.wait_for("the banner to ask again", DIALOG_SHOWN).await;
+        assert_eq!(page.eval(TRACKER_RAN).await, json!(false));
+        assert_eq!(page.eval(TRACKER_SCRIPT_TYPE).await, json!("text/plain"));
+        let jar = visit.jar().await;
+        assert_eq!(
+            shop.in_categories(&jar, &["functional", "analytics", "advertising", "unclassified"]),
+            Vec::<String>::new(),
+            "{:?}",
+            names(&jar)
+        );
+
+        page.click("#consentry-accept-all").await;
+        page.wait_for("the tracker to run", TRACKER_RAN).await;
+        let revisions: Vec<Value> = shop.receipts().iter().map(|r| r["revision"].clone()).collect();
+        assert_eq!(revisions, [json!(1), json!(2)]);
+        assert_eq!(page.exceptions(), Vec::<String>::new(), "uncaught exceptions in the page");
     })
     .await;
 }
