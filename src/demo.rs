@@ -12,6 +12,8 @@
 //! first-party script, and the server sets the usual mix of cookies: a
 //! session and CSRF token (necessary), a language preference (functional),
 //! Google Analytics, HubSpot and Application Insights cookies (analytics),
+//! the site's own server-side visit counter `visitor_stats` (analytics, and
+//! `HttpOnly`: no script, so no client-side banner, can delete it),
 //! Meta and DoubleClick cookies (advertising) and one cookie nobody
 //! declared. `/echo` answers with the request as the origin received it,
 //! which shows what consentry let through.
@@ -51,6 +53,7 @@ pub const COOKIES: &[&str] = &[
     "__hstc=251652889.d5a4e8f3.1732464000.1732464000.1732464000.1; Path=/; Max-Age=15552000",
     "hubspotutk=d5a4e8f3c1b2a3948576a1b2c3d4e5f6; Path=/; Max-Age=15552000",
     "ai_user=Vw2xY|2024-11-24T16:00:00.000Z; Path=/; Max-Age=31536000; SameSite=None; Secure",
+    "visitor_stats=v1.5f2c9a71; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax",
     "_fbp=fb.1.1732464000000.1804215117; Path=/; Max-Age=7776000; SameSite=Lax",
     "_gcl_au=1.1.1804215117.1732464000; Path=/; Max-Age=7776000; SameSite=Lax",
     "legacy_visitor=42; Path=/; Max-Age=31536000",
@@ -302,8 +305,17 @@ mod tests {
             .iter()
             .map(|v| v.to_str().unwrap().split('=').next().unwrap())
             .collect();
-        for name in ["sessionid", "csrftoken", "lang", "_ga", "_ga_DEMO1234", "hubspotutk", "_fbp", "_gcl_au"]
-        {
+        for name in [
+            "sessionid",
+            "csrftoken",
+            "lang",
+            "_ga",
+            "_ga_DEMO1234",
+            "hubspotutk",
+            "visitor_stats",
+            "_fbp",
+            "_gcl_au",
+        ] {
             assert!(cookies.contains(&name), "{name} missing from {cookies:?}");
         }
         let page = response.into_body().collect().await.unwrap().to_bytes();

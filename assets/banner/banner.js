@@ -45,9 +45,23 @@
     });
   }
 
+  // A page without <meta name="viewport"> is laid out about 980px wide and
+  // shown zoomed out on a phone, which shrinks the banner past reading and
+  // tapping: undo the page's zoom for the banner (CSS zoom, through a
+  // custom property set with CSSOM, which a CSP allows). Measured when it
+  // opens only, so a visitor who pinch-zooms in to read larger still gets
+  // larger text.
+  function fit() {
+    var v = window.visualViewport;
+    var coarse = window.matchMedia && window.matchMedia('(pointer: coarse)').matches;
+    var k = v && coarse && v.scale < 0.9 ? Math.min(1 / v.scale, 4) : 1;
+    root.style.setProperty('--consentry-zoom', String(Math.round(k * 100) / 100));
+  }
+
   function open() {
     if (!isOpen() || !returnTo) returnTo = document.activeElement;
     sync();
+    fit();
     overlay.hidden = false;
     // Closing without choosing is only offered once a choice exists.
     closer.hidden = !valid;
@@ -211,6 +225,7 @@
   });
 
   root.className += ' consentry-js';
+  fit();
   if (isOpen() || location.hash === '#consentry-banner') open();
 
   window.consentry = {
