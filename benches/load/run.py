@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -129,6 +130,8 @@ class Bench:
     def __init__(self, args):
         self.args = args
         self.work = tempfile.mkdtemp(prefix="consentry-load-")
+        # nginx workers run as an unprivileged user: they must read the files.
+        os.chmod(self.work, 0o755)
         self.procs = {}
         self.results = []
 
@@ -161,7 +164,7 @@ worker_processes 1;
 daemon off;
 pid {w}/%s.pid;
 error_log {w}/%s-error.log warn;
-worker_rlimit_nofile 65535;
+worker_rlimit_nofile %s;
 events {{ worker_connections 16384; }}
 http {{
   access_log off;
@@ -172,6 +175,8 @@ http {{
   client_body_temp_path {w}/tmp-%s;
   proxy_temp_path {w}/ptmp-%s;
 """
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        common = common.replace("worker_rlimit_nofile %s;", f"worker_rlimit_nofile {min(nofile, 65535)};")
         origin = (common % (("origin",) * 4)) + f"""
   sendfile on;
   server {{ listen 127.0.0.1:{p['origin']} backlog=4096; root {w}/www; }}
@@ -221,7 +226,7 @@ http {{
         write(f"{w}/haproxy.cfg", f"""
 global
   nbthread 1
-  maxconn 20000
+  maxconn 9000
   tune.ssl.default-dh-param 2048
 defaults
   mode http
