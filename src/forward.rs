@@ -18,9 +18,8 @@
 //! origin has answered `101`; any other answer is an ordinary response and
 //! the client connection goes on parsing requests.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::header::{COOKIE, HOST, HeaderValue, UPGRADE};
@@ -83,13 +82,12 @@ type HttpsClient = Client<HttpsConnector<HttpConnector>, Body>;
 
 /// The clients for one trust set: `any` negotiates HTTP/2 or HTTP/1.1 by
 /// ALPN; `h1` offers HTTP/1.1 only, for upgrades (which HTTP/2 cannot carry).
-#[derive(Clone)]
 struct Clients {
     any: HttpsClient,
     h1: HttpsClient,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ClientKey {
     ca: Option<[u8; 32]>,
     connect_timeout: Duration,
@@ -99,7 +97,11 @@ struct ClientKey {
 /// The pooled origin clients, shared by every request of the server.
 #[derive(Default)]
 pub struct Forwarder {
-    clients: Mutex<HashMap<ClientKey, Clients>>,
+    /// Shared, not cloned, per request: a `Client` clone copies its
+    /// connector, pool handle and executor (several `Arc`s each).
+    /// A list, not a map: it holds one entry per distinct trust set and
+    /// timeouts (a handful), and a scan beats hashing the key every request.
+    clients: Mutex<Vec<(ClientKey, Arc<Clients>)>>,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -131,14 +133,19 @@ impl Forwarder {
         Forwarder::default()
     }
 
-    fn clients(&self, ca: Option<&CaBundle>, limits: &Limits) -> Clients {
+    fn clients(&self, ca: Option<&CaBundle>, limits: &Limits) -> Arc<Clients> {
         let key = ClientKey {
             ca: ca.map(|c| c.digest),
             connect_timeout: limits.origin_connect_timeout,
             idle_timeout: limits.origin_idle_timeout,
         };
         let mut map = self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.entry(key).or_insert_with(|| build_clients(ca, limits)).clone()
+        if let Some((_, clients)) = map.iter().find(|(k, _)| *k == key) {
+            return clients.clone();
+        }
+        let clients = Arc::new(build_clients(ca, limits));
+        map.push((key, clients.clone()));
+        clients
     }
 
     /// Sends the request to the site's origin; the response comes back with

@@ -37,6 +37,7 @@ use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -50,7 +51,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::body::{Body, BoxError};
@@ -82,59 +84,116 @@ pub struct ConnInfo {
 
 /// Counts what is in flight on a connection, to close it when idle and to
 /// hold its permit while a tunnel runs.
-#[derive(Debug, Clone)]
+///
+/// A request costs two atomic operations and a clock read, and wakes no
+/// one: the idle timer is a deadline the connection's idle future checks
+/// when it fires (at most once per idle limit), not an event sent at every
+/// request's start and end. Only a waiter in [`Activity::quiet`] (draining
+/// a connection that ended) is notified, on the last guard's drop.
+#[derive(Debug, Clone, Default)]
 pub struct Activity {
-    count: Arc<watch::Sender<usize>>,
+    inner: Arc<ActivityInner>,
 }
 
-impl Default for Activity {
+#[derive(Debug)]
+struct ActivityInner {
+    /// Requests and tunnels in flight.
+    count: AtomicUsize,
+    /// Whether any request has started (the idle limit then changes).
+    started: AtomicBool,
+    /// When the last one ended, as nanoseconds after `base` (tokio's clock,
+    /// which tests can pause).
+    last_end: AtomicU64,
+    base: Instant,
+    /// Set by [`Activity::quiet`] before it waits.
+    draining: AtomicBool,
+    quiet: Notify,
+}
+
+impl Default for ActivityInner {
     fn default() -> Self {
-        Activity { count: Arc::new(watch::Sender::new(0)) }
+        ActivityInner {
+            count: AtomicUsize::new(0),
+            started: AtomicBool::new(false),
+            last_end: AtomicU64::new(0),
+            base: Instant::now(),
+            draining: AtomicBool::new(false),
+            quiet: Notify::new(),
+        }
     }
 }
 
 impl Activity {
     /// Marks something in flight until the guard is dropped.
     pub fn start(&self) -> ActiveGuard {
-        self.count.send_modify(|n| *n += 1);
-        ActiveGuard { count: self.count.clone() }
+        self.inner.count.fetch_add(1, Ordering::SeqCst);
+        if !self.inner.started.load(Ordering::Relaxed) {
+            self.inner.started.store(true, Ordering::Relaxed);
+        }
+        ActiveGuard { inner: self.inner.clone() }
     }
 
     /// Resolves once nothing has been in flight for `first` (before any
     /// request started) or `after` (once one has).
     async fn idle(&self, first: Duration, after: Duration) {
-        let mut rx = self.count.subscribe();
-        let mut limit = first;
+        let inner = &self.inner;
         loop {
-            if *rx.borrow_and_update() == 0 {
-                tokio::select! {
-                    () = tokio::time::sleep(limit) => return,
-                    _ = rx.changed() => {}
-                }
-            } else {
-                limit = after;
-                // The sender lives in `self`: `changed` cannot fail here.
-                let _ = rx.changed().await;
+            let limit = if inner.started.load(Ordering::Relaxed) { after } else { first };
+            if inner.count.load(Ordering::SeqCst) > 0 {
+                // Busy: look again one limit later (a request that is still
+                // running then has its whole limit again once it ends).
+                tokio::time::sleep(limit).await;
+                continue;
             }
+            let ended = inner.base + Duration::from_nanos(inner.last_end.load(Ordering::SeqCst));
+            let deadline = ended + limit;
+            if Instant::now() >= deadline {
+                // Re-checked: a request may have started since the count was read.
+                if inner.count.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                continue;
+            }
+            // Before the first request, `first` applies, but a request
+            // may start (switching to `after`) at any moment without
+            // waking this: look again within `after` at the latest.
+            let wake = if limit == first { deadline.min(Instant::now() + after) } else { deadline };
+            tokio::time::sleep_until(wake).await;
         }
     }
 
     /// Resolves when nothing is in flight.
     async fn quiet(&self) {
-        let mut rx = self.count.subscribe();
-        let _ = rx.wait_for(|n| *n == 0).await;
+        let inner = &self.inner;
+        inner.draining.store(true, Ordering::SeqCst);
+        loop {
+            let notified = inner.quiet.notified();
+            tokio::pin!(notified);
+            // Registered before the count is read: a guard dropped after
+            // the read sees `draining` and wakes this.
+            notified.as_mut().enable();
+            if inner.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 
 /// Keeps a connection counted as busy while alive.
 #[derive(Debug)]
 pub struct ActiveGuard {
-    count: Arc<watch::Sender<usize>>,
+    inner: Arc<ActivityInner>,
 }
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.count.send_modify(|n| *n = n.saturating_sub(1));
+        let inner = &self.inner;
+        let nanos = u64::try_from(inner.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        inner.last_end.fetch_max(nanos, Ordering::SeqCst);
+        if inner.count.fetch_sub(1, Ordering::SeqCst) == 1 && inner.draining.load(Ordering::SeqCst) {
+            inner.quiet.notify_waiters();
+        }
     }
 }
 
@@ -447,5 +506,34 @@ mod tests {
         // Quiet after a request: the `after` limit applies.
         assert!(tokio::time::timeout(Duration::from_secs(9), &mut idle).await.is_err());
         assert!(tokio::time::timeout(Duration::from_secs(2), &mut idle).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_first_request_during_a_long_first_limit_switches_to_the_short_one() {
+        let activity = Activity::default();
+        let idle = activity.idle(Duration::from_secs(120), Duration::from_secs(1));
+        tokio::pin!(idle);
+        assert!(tokio::time::timeout(Duration::from_secs(5), &mut idle).await.is_err());
+        // A request comes and goes; nothing wakes the idle future, yet it
+        // ends about one `after` later, not at 120 s.
+        drop(activity.start());
+        assert!(tokio::time::timeout(Duration::from_millis(900), &mut idle).await.is_err());
+        assert!(tokio::time::timeout(Duration::from_secs(2), &mut idle).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn quiet_waits_for_the_last_guard() {
+        let activity = Activity::default();
+        let (a, b) = (activity.start(), activity.start());
+        let quiet = activity.quiet();
+        tokio::pin!(quiet);
+        assert!(tokio::time::timeout(Duration::from_secs(5), &mut quiet).await.is_err());
+        drop(a);
+        assert!(tokio::time::timeout(Duration::from_secs(5), &mut quiet).await.is_err());
+        // The last guard, dropped from another task, wakes it.
+        tokio::spawn(async move { drop(b) });
+        assert!(tokio::time::timeout(Duration::from_secs(5), &mut quiet).await.is_ok());
+        // With nothing in flight it resolves at once.
+        activity.quiet().await;
     }
 }

@@ -275,7 +275,7 @@ presets = ["google-analytics", "google-tag-manager", "meta-pixel", "hubspot", "y
 
     def start_all(self):
         w, p = self.work, PORTS
-        binary = os.path.join(ROOT, "target", "release", "consentry")
+        binary = self.args.binary or os.path.join(ROOT, "target", "release", "consentry")
         self.start("origin", ["nginx", "-c", f"{w}/origin.conf", "-p", w], p["origin"])
         self.start("nginx", ["nginx", "-c", f"{w}/nginx.conf", "-p", w], p["nginx"])
         self.start("haproxy", ["haproxy", "-f", f"{w}/haproxy.cfg"], p["haproxy"])
@@ -404,6 +404,8 @@ presets = ["google-analytics", "google-tag-manager", "meta-pixel", "hubspot", "y
             self.run_memory()
         if not self.args.only or any("stream" in o for o in self.args.only):
             self.run_stream()
+        if not self.args.only or any("reload" in o for o in self.args.only):
+            self.run_reload()
 
     def report_wrk(self, scenarios, data):
         lines = ["| scenario | proxy | req/s median (min-max) | ratio vs reference | proxy CPU us/req median |",
@@ -489,6 +491,61 @@ presets = ["google-analytics", "google-tag-manager", "meta-pixel", "hubspot", "y
         self.results.append("\n".join(lines))
         print("\n".join(lines), flush=True)
 
+    def run_reload(self):
+        """p99 at a fixed rate with and without config reloads landing meanwhile.
+
+        The rules file is rewritten (by rename, as editors save) every 200 ms
+        with a changed comment, so every write is a real reload: parse,
+        compile, swap. Each pair of runs is interleaved: quiet, reloading.
+        """
+        port, admin = PORTS["consentry_tls"], PORTS["consentry_admin"]
+        path = f"{self.work}/consentry.toml"
+        original = open(path).read()
+        rate_max = self.h2load(port, "/2k.txt")["rps"]
+        per_client = max(1, int(rate_max * 0.5 / 16))
+        quiet, busy, reloads = [], [], []
+        for _ in range(self.args.runs):
+            quiet.append(self.h2load(port, "/2k.txt", rps_per_client=per_client)["p99_ms"])
+            before = self.reload_count(admin)
+            stop = []
+
+            def rewrite():
+                n = 0
+                while not stop:
+                    n += 1
+                    tmp = path + ".tmp"
+                    write(tmp, original + f"\n# reload {n}\n")
+                    os.rename(tmp, path)
+                    time.sleep(0.2)
+
+            import threading
+            t = threading.Thread(target=rewrite)
+            t.start()
+            try:
+                busy.append(self.h2load(port, "/2k.txt", rps_per_client=per_client)["p99_ms"])
+            finally:
+                stop.append(True)
+                t.join()
+            reloads.append(self.reload_count(admin) - before)
+        write(path, original)
+        lines = ["| consentry (h2 + TLS, /2k.txt, fixed rate) | p99 ms median (min-max) |", "|---|---|",
+                 f"| no reload | {statistics.median(quiet):.2f} ({min(quiet):.2f}-{max(quiet):.2f}) |",
+                 f"| reload every 200 ms | {statistics.median(busy):.2f} ({min(busy):.2f}-{max(busy):.2f}) |",
+                 f"\nFixed rate {per_client * 16} req/s (50% of the {rate_max:.0f} req/s maximum); "
+                 f"reloads applied per {self.args.seconds} s run: {reloads}; "
+                 f"p99 increase: {statistics.median(busy) - statistics.median(quiet):+.2f} ms."]
+        self.results.append("\n".join(lines))
+        print("\n".join(lines), flush=True)
+
+    def reload_count(self, admin_port):
+        """consentry's successful reloads so far, from its metrics."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        m = re.search(r'^consentry_config_reloads_total\{result="ok"\} (\d+)', text, re.M)
+        if not m:
+            raise RuntimeError("no consentry_config_reloads_total{result=\"ok\"} in /metrics")
+        return int(m.group(1))
+
     def peak_rss_during(self, pid, commands):
         procs = [subprocess.Popen(["taskset", "-c", LOADGEN_CPU] + c) for c in commands]
         peak = rss_kb(pid)
@@ -505,6 +562,8 @@ def main():
     ap.add_argument("--only", nargs="*", help="substrings of scenario titles, or h2 / mem / stream")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--out", help="append the markdown tables to this file")
+    ap.add_argument("--binary", help="the consentry binary to measure (default target/release/consentry), "
+                    "e.g. target/profiling/consentry for perf")
     args = ap.parse_args()
     for tool in ("nginx", "haproxy", "wrk", "h2load", "curl", "openssl", "taskset"):
         if not shutil.which(tool):
