@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | `POST` | `/.consentry/consent` | records a choice: consent cookie + sweep + receipt; `303` to `return_to` (form) or `204` (JS/JSON) |
 //! | `GET`, `HEAD` | `/.consentry/consent` | the current decision as JSON |
+//! | `GET`, `HEAD` | `/.consentry/preferences?return_to=PATH` | the full banner dialog as a page (no JS needed; `banner.js` fetches it too); 404 without `banner` |
 //! | `GET`, `HEAD` | `/.consentry/banner.css`, `/.consentry/banner.js` | the banner assets (`ETag`, year-long cache with `?v=`) |
 //! | other | `/.consentry/…` | `404` (`405` for a known path with another method) |
 //!
@@ -111,6 +112,10 @@ pub async fn handle(req: Request<Body>, site: &Site, cx: &EndpointContext) -> Re
         (CONSENT_PATH, &Method::POST) => post_consent(req, site, cx).await,
         (CONSENT_PATH, &Method::GET | &Method::HEAD) => get_consent(&site.policy, cx),
         (CONSENT_PATH, _) => method_not_allowed("GET, HEAD, POST"),
+        (banner::PREFERENCES_PATH, &Method::GET | &Method::HEAD) => {
+            get_preferences(&site.policy, req.headers(), req.uri().query(), cx)
+        }
+        (banner::PREFERENCES_PATH, _) => method_not_allowed("GET, HEAD"),
         (p, &Method::GET | &Method::HEAD) if banner::asset(p).is_some() => {
             let asset = banner::asset(p).expect("checked");
             serve_asset(asset, req.headers(), req.uri().query())
@@ -168,6 +173,41 @@ fn serve_asset(asset: &'static Asset, headers: &HeaderMap, query: Option<&str>) 
     h.insert(CACHE_CONTROL, HeaderValue::from_static(cache));
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     h.insert("cross-origin-resource-policy", HeaderValue::from_static("same-origin"));
+    res
+}
+
+/// `GET /.consentry/preferences?return_to=PATH`: the full dialog as a page
+/// of its own ([`banner::preferences_page`]), in the visitor's language,
+/// its switches showing the current consent. 404 unless the policy has
+/// the banner on. Never cached (it depends on the consent cookie); its
+/// own CSP allows nothing but its stylesheet and posting the form here.
+fn get_preferences(
+    policy: &Policy,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    cx: &EndpointContext,
+) -> Response<Body> {
+    if !banner::enabled(policy) || policy.consent.format != Format::Consentry {
+        return plain(StatusCode::NOT_FOUND, "not found");
+    }
+    let lang = banner::negotiate_language(headers.get("accept-language").and_then(|v| v.to_str().ok()));
+    let return_to = query
+        .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "return_to"))
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| "/".to_string());
+    let page = banner::preferences_page(policy, lang, &cx.consent, &return_to);
+    let mut res = Response::new(body::full(page));
+    let h = res.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(VARY, HeaderValue::from_static("Cookie, Accept-Language"));
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'self'; base-uri 'none'",
+        ),
+    );
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     res
 }
 
