@@ -29,7 +29,8 @@
 //! 2. parse and validate the choice: 400 / 413 / 415 / 408;
 //! 3. write the receipt and wait for it to be synced (503 if that fails:
 //!    no proof, no cookie, the banner simply asks again);
-//! 4. answer with the consent cookie, plus deletions for the cookies of
+//! 4. answer with the consent cookie and `Consentry-Receipt: ID` (the
+//!    synced receipt's id, when receipts are on), plus deletions for the cookies of
 //!    refused categories the browser still holds (the request filter run
 //!    with the *new* consent over the request's cookies, then the response
 //!    header stage's sweep), and, when the cookie is set on `cookie_domain`,
@@ -69,6 +70,10 @@ use crate::consent::{Consent, Format, State};
 use crate::policy::Policy;
 use crate::receipts::{Receipt, ReceiptMethod, ReceiptWriter};
 use crate::route::Site;
+
+/// Response header of a recorded choice: the id of its receipt, sent only
+/// after the receipt was written and synced.
+pub const RECEIPT_HEADER: &str = "consentry-receipt";
 
 /// Largest request body accepted (a real choice is well under 1 KB).
 pub const MAX_BODY: usize = 16 * 1024;
@@ -574,6 +579,7 @@ async fn post_consent(req: Request<Body>, site: &Site, cx: &EndpointContext) -> 
     let refused_names = names(cats.all().difference(granted));
 
     // Proof first: no receipt, no cookie.
+    let mut receipt_id = None;
     if let Some(writer) = &cx.receipts {
         let receipt = Receipt::new(
             cx.now,
@@ -596,6 +602,7 @@ async fn post_consent(req: Request<Body>, site: &Site, cx: &EndpointContext) -> 
             );
         }
         tracing::debug!(site = %site.name, receipt = %id, "receipt synced");
+        receipt_id = Some(id);
     }
 
     let names_ref: Vec<&str> = granted_names.iter().map(String::as_str).collect();
@@ -632,6 +639,11 @@ async fn post_consent(req: Request<Body>, site: &Site, cx: &EndpointContext) -> 
         res.headers_mut().append(SET_COOKIE, stale);
     }
     res.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // The receipt's id, sent only once it is synced: what the visitor (or
+    // a test killing the process) holds as proof that it was recorded.
+    if let Some(id) = receipt_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+        res.headers_mut().insert(RECEIPT_HEADER, id);
+    }
 
     // Sweep: the cookies the browser holds that the new choice refuses.
     let consent = Consent {
@@ -1198,9 +1210,13 @@ enabled = true
         assert_eq!(r.user_agent.as_deref(), Some("TestBrowser/1.0"));
         assert_eq!(r.ip.as_deref(), Some("198.51.100.0/24"));
         assert_eq!(r.time, "2026-05-28T20:26:40.000Z");
+        assert_eq!(res.headers()[RECEIPT_HEADER], r.id.as_str(), "the answer names its receipt");
 
         let res = send(post("", "application/json"), r#"{"choice":"refuse-all"}"#, &site, &cx).await;
         assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let r: Receipt = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
+        assert_eq!(res.headers()[RECEIPT_HEADER], r.id.as_str());
         let report = crate::receipts::verify(&path).unwrap();
         assert!(report.is_ok(), "{report}");
         assert_eq!(report.by_method, (1, 1));
@@ -1221,5 +1237,6 @@ enabled = true
         let res = send(post("", "application/x-www-form-urlencoded"), "choice=accept-all", &site, &cx).await;
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(set_cookie(&res).is_empty());
+        assert!(res.headers().get(RECEIPT_HEADER).is_none());
     }
 }
