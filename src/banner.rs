@@ -623,6 +623,30 @@ impl<'a> Ui<'a> {
     }
 }
 
+/// The request headers [`is_top_level_request`] reads (for `Vary`).
+pub const REQUEST_HEADERS: [&str; 3] = ["Sec-Fetch-Dest", "HX-Request", "X-Requested-With"];
+
+/// Whether an HTML response to this request may get the banner: only a
+/// top-level document does. Not when `Sec-Fetch-Dest` says anything but
+/// `document` (an `<iframe>`, a `fetch()`), nor for htmx (`HX-Request`)
+/// or jQuery-style XHR (`X-Requested-With: XMLHttpRequest`) fetches, whose
+/// HTML is a fragment put into a page that already has the banner.
+/// Requests without these headers (older browsers, curl) are treated as
+/// documents; the body stage still skips a response with neither `<html>`
+/// nor `<body>` (a fragment).
+pub fn is_top_level_request(headers: &http::HeaderMap) -> bool {
+    if headers.get("sec-fetch-dest").is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"document")) {
+        return false;
+    }
+    if headers.contains_key("hx-request") {
+        return false;
+    }
+    !headers
+        .get_all("x-requested-with")
+        .iter()
+        .any(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"XMLHttpRequest"))
+}
+
 /// Whether the built-in banner is on for this policy.
 pub fn enabled(policy: &Policy) -> bool {
     policy.banner.enabled
@@ -1459,6 +1483,27 @@ enabled = true
         let styled: Vec<&str> = js.match_indices(".style.").map(|(at, _)| &js[at..]).collect();
         assert_eq!(styled.len(), 1, "{styled:?}");
         assert!(styled[0].starts_with(".style.setProperty('--consentry-zoom',"), "{styled:?}");
+    }
+
+    #[test]
+    fn only_top_level_documents_get_the_banner() {
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            let mut m = http::HeaderMap::new();
+            for (k, v) in pairs {
+                m.append(*k, http::HeaderValue::from_static(v));
+            }
+            is_top_level_request(&m)
+        };
+        assert!(h(&[]));
+        assert!(h(&[("sec-fetch-dest", "document"), ("sec-fetch-mode", "navigate")]));
+        assert!(h(&[("sec-fetch-dest", "Document")]));
+        assert!(!h(&[("sec-fetch-dest", "iframe")]));
+        assert!(!h(&[("sec-fetch-dest", "frame")]));
+        assert!(!h(&[("sec-fetch-dest", "empty")]));
+        assert!(!h(&[("hx-request", "true")]));
+        assert!(!h(&[("sec-fetch-dest", "document"), ("x-requested-with", "XMLHttpRequest")]));
+        assert!(!h(&[("x-requested-with", "xmlhttprequest")]));
+        assert!(h(&[("x-requested-with", "com.example.app")]), "Android WebViews send their app id");
     }
 
     #[test]
