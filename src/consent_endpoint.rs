@@ -581,7 +581,7 @@ async fn post_consent(req: Request<Body>, site: &Site, cx: &EndpointContext) -> 
     // Proof first: no receipt, no cookie.
     let mut receipt_id = None;
     if let Some(writer) = &cx.receipts {
-        let receipt = Receipt::new(
+        let mut receipt = Receipt::new(
             cx.now,
             &site.name,
             &policy.name,
@@ -591,8 +591,9 @@ async fn post_consent(req: Request<Body>, site: &Site, cx: &EndpointContext) -> 
             refused_names.clone(),
             sub.method,
             parts.headers.get(USER_AGENT).and_then(|v| v.to_str().ok()),
-            cx.client_ip,
+            None,
         );
+        receipt.ip = cx.client_ip.and_then(|ip| crate::receipts::record_ip(ip, policy.receipt_ip));
         let id = receipt.id.clone();
         if let Err(e) = writer.append(receipt).await {
             tracing::error!(site = %site.name, error = %e, "consent not recorded: receipt failed");
@@ -1221,6 +1222,27 @@ enabled = true
         assert!(report.is_ok(), "{report}");
         assert_eq!(report.by_method, (1, 1));
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_receipt_keeps_the_ip_as_the_policy_says() {
+        for (setting, expected) in [
+            ("", Some("198.51.100.0/24")),
+            ("[policy.default.receipts]\nip = \"truncate\"\nipv4_prefix = 16\n", Some("198.51.0.0/16")),
+            ("[policy.default.receipts]\nip = \"none\"\n", None),
+            ("[policy.default.receipts]\nip = \"full\"\n", Some("198.51.100.23")),
+        ] {
+            let site = site_with(&format!("{POLICY}{setting}"));
+            let path = temp_file("ip");
+            let mut cx = cx();
+            cx.receipts = Some(Arc::new(ReceiptWriter::open(&path, 1 << 20).unwrap()));
+            let res = send(post("", "application/x-www-form-urlencoded"), "choice=refuse-all", &site, &cx).await;
+            assert_eq!(res.status(), StatusCode::SEE_OTHER);
+            let text = std::fs::read_to_string(&path).unwrap();
+            let r: Receipt = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+            assert_eq!(r.ip.as_deref(), expected, "{setting}");
+            std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+        }
     }
 
     #[tokio::test]
