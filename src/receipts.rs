@@ -370,6 +370,14 @@ const TAIL_SCAN: u64 = 1 << 20;
 impl FileState {
     fn open(path: &Path, max_bytes: u64, stats: &Stats) -> io::Result<FileState> {
         let existed = path.exists();
+        // A missing directory (a fresh checkout running the demo, a new
+        // volume) is created rather than failing the start.
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+            && !parent.exists()
+        {
+            std::fs::create_dir_all(parent)?;
+        }
         let mut file = OpenOptions::new().read(true).append(true).create(true).open(path)?;
         if !existed {
             sync_dir(path)?;

@@ -45,12 +45,10 @@ use common::{Origin, origin, within};
 use consentry::server::Running;
 use serde_json::{Value, json};
 
-/// What the tests add to `config/demo.toml`: where receipts go, and the
-/// tracker's host (`TRACKER`) and cookie, as `config/compose.toml` declares
+/// What the tests add to `config/demo.toml` (whose receipts they move into
+/// the test's directory): the tracker's host (`TRACKER`) and cookie, as `config/compose.toml` declares
 /// them.
 const ADDED_CONFIG: &str = r#"
-[receipts]
-path = "receipts.jsonl"
 
 [[policy.demo.resource]]
 match = "TRACKER"
@@ -210,6 +208,7 @@ impl Shop {
             ("http = \"127.0.0.1:8080\"", listen.as_str()),
             ("hosts = [\"localhost\", \"127.0.0.1\"]", hosts_line.as_str()),
             ("origin = \"http://127.0.0.1:8081\"", origin_line.as_str()),
+            ("path = \"demo-receipts.jsonl\"", "path = \"receipts.jsonl\""),
         ] {
             assert!(config.contains(from), "config/demo.toml no longer has {from}");
             config = config.replacen(from, to, 1);
