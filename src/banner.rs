@@ -14,7 +14,7 @@
 //!   "Customise" link; plus the "Manage my cookies" link (hidden by CSS
 //!   while the dialog shows) and the assets;
 //! - **valid consent**: only the small "Manage my cookies" link and the
-//!   assets (about 450 bytes).
+//!   assets (under 600 bytes).
 //!
 //! Both links point at the preferences page `/.consentry/preferences`
 //! ([`preferences_page`], served by [`crate::consent_endpoint`]): the full
