@@ -19,8 +19,9 @@
 //! | [`accept_all_then_refuse_analytics`] | banner shown with focus in it; before consent the tracker did not run or even load and the jar holds no optional cookie; "Accept all" runs it in place and the next response sets analytics and advertising cookies; "Manage my cookies" → refuse analytics deletes every analytics cookie, HttpOnly included; receipts |
 //! | [`refuse_all`] | Escape is no choice; "Refuse all" closes in place, focus on "Manage my cookies"; nothing optional is set or fetched afterwards |
 //! | [`keyboard_only`] | Tab / Shift+Tab stay in the dialog, focus ring visible, Enter opens "Customise", Space ticks a category, Enter saves, focus returns to "Manage my cookies"; Escape and the close button close it again |
-//! | [`without_javascript`] | the plain form: POST, 303 back to the page, consent cookie set; "Manage my cookies" through `:target`, and a withdrawal sweeps the HttpOnly cookie too |
+//! | [`without_javascript`] | the plain form: POST, 303 back to the page, consent cookie set; "Manage my cookies" and "Customise" are links to `/.consentry/preferences`, whose form's withdrawal sweeps the HttpOnly cookie too and returns to the page |
 //! | [`with_a_content_security_policy`] | with `[policy.demo.csp]`: the banner runs by its nonce, a tracker injected later by script is refused by the browser, "Accept all" reloads under a CSP that lets it and the page's inline tags run, no violation |
+//! | [`under_the_origin_s_own_strict_csp`] | the origin sends a strict nonce/`'strict-dynamic'` CSP allowing none of consentry's paths: banner.js runs, banner.css applies, Customise fetches the preferences page and "Accept all" posts, with no violation for `/.consentry/` (fails without the CSP rewrite) |
 //! | [`a_new_policy_revision_asks_again`] | after the policy's `revision` is raised (hot reload), the banner asks again, nothing optional runs and the cookies allowed before are deleted; the new choice's receipt names the new revision |
 //! | [`over_https`] | the same loop on HTTPS: the consent cookie is `Secure`, a `Secure; SameSite=None` analytics cookie is set and then swept |
 //! | [`screenshots`] | the banner, first visit and "Customise" open, and the page after a choice, saved under `test-artifacts/browser/`: desktop 1280×900; phone 390×844 on the demo page (no `<meta name="viewport">`, so shown zoomed out), with and without JavaScript, and on the same page made for phones, in English and German; layout checked in screen pixels |
@@ -160,29 +161,44 @@ struct Setup {
     /// Serve the site over HTTPS (a self-signed certificate Chromium is
     /// told to accept) instead of plain HTTP.
     https: bool,
+    /// The origin's own `Content-Security-Policy` on its home page.
+    origin_csp: Option<&'static str>,
 }
 
 /// The demo site as `consentry demo` serves it.
-const DEMO: Setup =
-    Setup { site: "shop.test", tracker: "tracker.test", responsive: false, config: "", https: false };
+const DEMO: Setup = Setup {
+    site: "shop.test",
+    tracker: "tracker.test",
+    responsive: false,
+    config: "",
+    https: false,
+    origin_csp: None,
+};
 
 impl Shop {
     async fn start(setup: Setup) -> Shop {
         let tracker = Tracker::start().await;
         let tracker_url = format!("http://{}/tracker.js", setup.tracker);
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let (origin, server) = if setup.responsive {
-            let page = consentry::demo::home_page(Some(&tracker_url)).replacen(
-                "<meta charset=\"utf-8\">",
-                "<meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
-                1,
-            );
+        let (origin, server) = if setup.responsive || setup.origin_csp.is_some() {
+            let mut page = consentry::demo::home_page(Some(&tracker_url)).into_owned();
+            if setup.responsive {
+                page = page.replacen(
+                    "<meta charset=\"utf-8\">",
+                    "<meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
+                    1,
+                );
+            }
+            let csp = setup.origin_csp;
             let server = origin()
                 .route_fn("/", move |_| {
                     let mut response = http::Response::new(consentry::body::full(page.clone()));
                     response
                         .headers_mut()
                         .insert("content-type", "text/html; charset=utf-8".parse().unwrap());
+                    if let Some(csp) = csp {
+                        response.headers_mut().insert("content-security-policy", csp.parse().unwrap());
+                    }
                     async move { response }
                 })
                 .fallback_fn(|request| async move { consentry::demo::respond(&request) })
@@ -932,6 +948,67 @@ async fn with_a_content_security_policy() {
         assert_eq!(page.eval("window.__violations").await, json!([]));
         assert_eq!(page.exceptions(), Vec::<String>::new(), "uncaught exceptions in the page");
         assert_eq!(shop.receipts().len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_origin_s_own_strict_csp() {
+    let Some(binary) = chromium() else { return };
+    within(async {
+        // A strict, nonce-based policy of the site's own that allows none of
+        // consentry's paths: no 'self', styles, fetches and forms elsewhere.
+        const STRICT: Setup = Setup {
+            origin_csp: Some(
+                "script-src 'nonce-s1te' 'strict-dynamic'; style-src https://cdn.example; \
+                 connect-src https://api.example; form-action https://pay.example; object-src 'none'",
+            ),
+            ..DEMO
+        };
+        let visit = Visit::start(&binary, &[STRICT]).await;
+        let shop = visit.shop();
+        let page = visit.cdp.new_page().await;
+        page.init_script(
+            "window.__violations = []; document.addEventListener('securitypolicyviolation', \
+             e => window.__violations.push(e.effectiveDirective + ' ' + e.blockedURI));",
+        )
+        .await;
+        page.record_network().await;
+        page.goto(&shop.url("/")).await;
+        page.wait_for("the banner to show", DIALOG_SHOWN).await;
+        let csp = document_csp(&page, 0).await;
+        assert!(csp.starts_with("script-src 'nonce-s1te' 'strict-dynamic' 'nonce-"), "{csp}");
+        // banner.js ran (its nonce) and banner.css applies (its path).
+        assert_eq!(page.focused().await, "consentry-dialog", "banner.js ran: {csp}");
+        assert_eq!(
+            page.eval("getComputedStyle(document.getElementById('consentry-banner')).position").await,
+            json!("fixed"),
+            "banner.css applied"
+        );
+        // Customise fetches the preferences page in place (connect-src).
+        page.click("#consentry-customise").await;
+        page.wait_for("Customise to open", "document.getElementById('consentry-prefs')?.open").await;
+        assert_eq!(page.eval("location.pathname").await, json!("/"), "fetched, not followed");
+        let ours = "window.__violations.filter(v => v.includes('/.consentry/'))";
+        assert_eq!(page.eval(ours).await, json!([]), "consentry's own requests refused");
+        assert_ne!(page.eval("window.__violations.length").await, json!(0), "the site's CSP is enforced");
+        // Accept all posts with fetch; the page reloads under the new consent.
+        let token = page.mark_document().await;
+        page.click("#consentry-accept-all").await;
+        page.wait_for_new_document(&token).await;
+        assert_eq!(shop.receipts().len(), 1);
+        assert!(cookie(&visit.jar().await, "consentry").is_some());
+        // The site's own inline tags (no nonce) stay blocked by its policy;
+        // nothing of consentry's was refused.
+        let violations = page.eval("window.__violations").await;
+        let ours: Vec<&Value> = violations
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v.as_str().unwrap_or("").contains("/.consentry/"))
+            .collect();
+        assert!(ours.is_empty(), "consentry's own requests refused: {violations}");
+        assert_eq!(page.exceptions(), Vec::<String>::new(), "uncaught exceptions in the page");
     })
     .await;
 }
