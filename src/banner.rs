@@ -205,7 +205,11 @@ static CSS: LazyLock<Asset> = LazyLock::new(|| {
     Asset::new(CSS_PATH, "text/css; charset=utf-8", minify_css(include_str!("../assets/banner/banner.css")))
 });
 static JS: LazyLock<Asset> = LazyLock::new(|| {
-    Asset::new(JS_PATH, "text/javascript; charset=utf-8", minify_js(include_str!("../assets/banner/banner.js")))
+    Asset::new(
+        JS_PATH,
+        "text/javascript; charset=utf-8",
+        minify_js(include_str!("../assets/banner/banner.js")),
+    )
 });
 
 /// The asset served at `path` (without query), if any.
@@ -1211,7 +1215,9 @@ duration = {evil:?}
             customise,
             "<a id=\"consentry-customise\" class=\"consentry-more\" href=\"/.consentry/preferences?return_to=%2Fpage%3Fa%3D1%26b%3D2\">"
         );
-        assert!(!html.contains("type=\"checkbox\"") && !html.contains("<table") && !html.contains("<details"));
+        assert!(
+            !html.contains("type=\"checkbox\"") && !html.contains("<table") && !html.contains("<details")
+        );
         assert!(html.contains("data-valid=\"0\"") && html.contains("data-granted=\"necessary\""));
         // Assets linked with their version; no nonce without CSP.
         assert!(html.contains(&format!("href=\"/.consentry/banner.css?v={}\"", css().version)));
@@ -1294,7 +1300,7 @@ duration = {evil:?}
         assert_balanced(&html);
         // Expired or older-revision consent asks again.
         for state in [State::Expired, State::OldRevision] {
-            let old = Consent { state, ..consent.clone() };
+            let old = Consent { state, ..consent };
             assert!(render(&p, Lang::En, &old, None).contains("id=\"consentry-dialog\""), "{state:?}");
         }
     }

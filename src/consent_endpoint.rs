@@ -1236,7 +1236,8 @@ enabled = true
             let path = temp_file("ip");
             let mut cx = cx();
             cx.receipts = Some(Arc::new(ReceiptWriter::open(&path, 1 << 20).unwrap()));
-            let res = send(post("", "application/x-www-form-urlencoded"), "choice=refuse-all", &site, &cx).await;
+            let res =
+                send(post("", "application/x-www-form-urlencoded"), "choice=refuse-all", &site, &cx).await;
             assert_eq!(res.status(), StatusCode::SEE_OTHER);
             let text = std::fs::read_to_string(&path).unwrap();
             let r: Receipt = serde_json::from_str(text.lines().next().unwrap()).unwrap();

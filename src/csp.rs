@@ -271,9 +271,11 @@ fn admit_in_header(text: &str, nonce: &str, origin: &str) -> Option<String> {
             }
             directives
                 .iter()
-                .map(|(name, list)| {
-                    if list.is_empty() { name.clone() } else { format!("{name} {}", list.join(" ")) }
-                })
+                .map(
+                    |(name, list)| {
+                        if list.is_empty() { name.clone() } else { format!("{name} {}", list.join(" ")) }
+                    },
+                )
                 .collect::<Vec<_>>()
                 .join("; ")
         })
@@ -297,7 +299,9 @@ mod tests {
         // Hosts only: the path, not 'self', not a nonce.
         assert_eq!(
             a("script-src https://cdn.example 'unsafe-inline'; style-src https://cdn.example").as_deref(),
-            Some("script-src https://cdn.example 'unsafe-inline' https://shop.test/.consentry/; style-src https://cdn.example https://shop.test/.consentry/")
+            Some(
+                "script-src https://cdn.example 'unsafe-inline' https://shop.test/.consentry/; style-src https://cdn.example https://shop.test/.consentry/"
+            )
         );
         // Nonce- or hash-based (strict CSP): our nonce, and 'strict-dynamic'
         // ignores 'self', so even that is not enough.
@@ -317,10 +321,7 @@ mod tests {
         );
         assert_eq!(a("default-src 'none'"), None);
         // -elem variants win over the plain directive.
-        assert_eq!(
-            a("script-src-elem 'self'; script-src https://x.example"),
-            None,
-        );
+        assert_eq!(a("script-src-elem 'self'; script-src https://x.example"), None,);
         // Several policies in one header: each on its own.
         assert_eq!(
             a("script-src 'self', script-src 'nonce-a'").as_deref(),

@@ -1098,11 +1098,16 @@ pub fn compile(
                 r.ipv4_prefix.as_ref().map_or(24, |p| *p.get_ref()),
                 r.ipv6_prefix.as_ref().map_or(48, |p| *p.get_ref()),
             );
-            for (prefix, max, key) in [(&r.ipv4_prefix, 32, "ipv4_prefix"), (&r.ipv6_prefix, 128, "ipv6_prefix")] {
+            for (prefix, max, key) in
+                [(&r.ipv4_prefix, 32, "ipv4_prefix"), (&r.ipv6_prefix, 128, "ipv6_prefix")]
+            {
                 if let Some(p) = prefix
                     && *p.get_ref() > max
                 {
-                    errors.push(at(p.span(), format!("receipts.{key} must be 0 to {max}, not {}", p.get_ref())));
+                    errors.push(at(
+                        p.span(),
+                        format!("receipts.{key} must be 0 to {max}, not {}", p.get_ref()),
+                    ));
                 }
             }
             match r.ip.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {

@@ -644,7 +644,10 @@ mod tests {
         assert_eq!(truncate_ip_to(v6, 24, 200), "2001:db8:abcd:12:1:2:3:4/128");
         assert_eq!(record_ip(v4, IpRecord::None), None);
         assert_eq!(record_ip(v4, IpRecord::Full).as_deref(), Some("203.0.113.77"));
-        assert_eq!(record_ip("::ffff:198.51.100.9".parse().unwrap(), IpRecord::Full).as_deref(), Some("198.51.100.9"));
+        assert_eq!(
+            record_ip("::ffff:198.51.100.9".parse().unwrap(), IpRecord::Full).as_deref(),
+            Some("198.51.100.9")
+        );
         assert_eq!(record_ip(v6, IpRecord::default()).as_deref(), Some("2001:db8:abcd::/48"));
     }
 

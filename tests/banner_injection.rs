@@ -82,7 +82,11 @@ async fn only_top_level_documents_get_the_banner() {
         assert_eq!(res.text(), FRAGMENT);
         // A document cut short still gets it, at the end.
         let res = get(&proxy, "/no-body-end", &navigate).await;
-        assert!(res.text().starts_with("<html><body><p>cut short<div id=\"consentry-root\""), "{}", res.text());
+        assert!(
+            res.text().starts_with("<html><body><p>cut short<div id=\"consentry-root\""),
+            "{}",
+            res.text()
+        );
     })
     .await;
 }
@@ -159,7 +163,7 @@ async fn the_origin_csp_lets_the_banner_in_and_nothing_else() {
             csp[0],
             format!("script-src 'nonce-s1te' 'strict-dynamic' 'nonce-{nonce}'; style-src 'self'; object-src 'none'")
         );
-        assert!(res.text().contains(&format!("<link rel=\"stylesheet\" href=\"/.consentry/banner.css?v=")));
+        assert!(res.text().contains("<link rel=\"stylesheet\" href=\"/.consentry/banner.css?v="));
         assert_eq!(res.text().matches(&format!("nonce=\"{nonce}\"")).count(), 2, "script and stylesheet");
         // A host allowlist: the banner's path only, not 'self'.
         let res = get(&proxy, "/hosts", &[]).await;

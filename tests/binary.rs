@@ -256,8 +256,11 @@ fn an_unsigned_consent_cookie_is_warned_about() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("warning: policy p: the consent cookie \"consentry\" is not signed"), "{stderr}");
     // Signed: no warning.
-    std::fs::write(&path, format!("{base}[policy.p.consent]\nhmac_key = \"0123456789abcdef0123456789abcdef\"\n"))
-        .unwrap();
+    std::fs::write(
+        &path,
+        format!("{base}[policy.p.consent]\nhmac_key = \"0123456789abcdef0123456789abcdef\"\n"),
+    )
+    .unwrap();
     let output = consentry(&["check", "--config", path.to_str().unwrap()]);
     assert!(output.status.success());
     assert!(!String::from_utf8_lossy(&output.stderr).contains("warning"), "{output:?}");

@@ -95,8 +95,8 @@ fn read_file(file: &Path) -> (Vec<String>, Option<String>) {
     while !rest.is_empty() {
         match rest.split_once('\n') {
             Some((line, after)) => {
-                let json: serde_json::Value =
-                    serde_json::from_str(line).unwrap_or_else(|e| panic!("a torn or bad line in the middle: {e}: {line:?}"));
+                let json: serde_json::Value = serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("a torn or bad line in the middle: {e}: {line:?}"));
                 ids.push(json["id"].as_str().unwrap().to_string());
                 rest = after;
             }
