@@ -7,20 +7,29 @@
 //! touching the site.
 //!
 //! # What [`snippet`] renders
-//! Always the same markup, in one of two states, so that the "Manage my
-//! cookies" control is on every HTML page of a banner-enabled policy:
-//! - **no valid consent** (none, expired, older revision): the dialog is
-//!   open (no `hidden` attribute), every optional category unticked;
-//! - **valid consent**: the dialog is rendered `hidden`, its switches
-//!   reflecting the visitor's choice, and only the small "Manage my cookies"
-//!   link shows. Following that link reopens the dialog: with JavaScript by
-//!   script, without it through the CSS `:target` rule (the link points at
-//!   `#consentry-banner`).
+//! Depending on the visitor's consent, as the issue asks (the page carries
+//! the dialog only when it has to ask):
+//! - **no valid consent** (none, invalid, expired, older revision): the
+//!   short dialog, open: title, text, "Refuse all", "Accept all" and a
+//!   "Customise" link; plus the "Manage my cookies" link (hidden by CSS
+//!   while the dialog shows) and the assets;
+//! - **valid consent**: only the small "Manage my cookies" link and the
+//!   assets (under 600 bytes).
 //!
-//! The dialog is a plain `<form method="post" action="/.consentry/consent">`
+//! Both links point at the preferences page `/.consentry/preferences`
+//! ([`preferences_page`], served by [`crate::consent_endpoint`]): the full
+//! dialog with a switch, description and cookie table per category, Save
+//! and Close. Without JavaScript the visitor simply follows the link and
+//! posts that page's form; with it, `banner.js` fetches the page and puts
+//! its panel (Customise) or its whole dialog (Manage my cookies) in place,
+//! following the link instead if the fetch fails. Keeping the cookie
+//! tables out of the page is what keeps the banner within its budget
+//! (below).
+//!
+//! Every form is a plain `<form method="post" action="/.consentry/consent">`
 //! with `<button name="choice" value="refuse-all|accept-all|custom">` and a
 //! checkbox `name="category"` per optional category, so it works without
-//! JavaScript; "Customise" is a `<details>` element for the same reason.
+//! JavaScript; "Customise" on the preferences page is a `<details open>`.
 //! `banner.js` only enhances it (fetch instead of navigation, focus
 //! management, reviving newly allowed elements). "Refuse all" comes first in
 //! the DOM, so implicit form submission (Enter) can never accept.
@@ -28,9 +37,9 @@
 //! Stable ids for tests and site stylesheets: `consentry-root`,
 //! `consentry-banner` (overlay), `consentry-dialog`, `consentry-form`,
 //! `consentry-title`, `consentry-desc`, `consentry-refuse-all`,
-//! `consentry-accept-all`, `consentry-prefs` (the Customise `<details>`),
-//! `consentry-customise` (its summary), `consentry-cat-NAME` (one category),
-//! `consentry-cat-NAME-box` (its checkbox), `consentry-save`,
+//! `consentry-accept-all`, `consentry-customise` (the link, or the
+//! summary of the `consentry-prefs` `<details>`), `consentry-cat-NAME` (one
+//! category), `consentry-cat-NAME-box` (its checkbox), `consentry-save`,
 //! `consentry-close`, `consentry-manage`.
 //!
 //! # Texts
@@ -44,8 +53,12 @@
 //! `banner.css` and `banner.js` (in `assets/banner/`) are embedded in the
 //! binary and served under `/.consentry/` by [`crate::consent_endpoint`]
 //! with a content-hash `ETag`; the snippet links them with `?v=HASH` so they
-//! can be cached for a year. Together they stay under 15 KB (a test checks)
-//! and make no third-party request. The CSS is scoped under
+//! can be cached for a year. They are served minified ([`minify_css`],
+//! [`minify_js`]: comments and needless whitespace out, nothing renamed;
+//! the readable sources stay in the repository). The injected HTML plus
+//! both assets stay under 15 000 bytes for the shipped demo policy (a test,
+//! `assets_fit_the_budget_and_stay_scoped`, counts all three) and make no
+//! third-party request. The CSS is scoped under
 //! `#consentry-root`; the JS is one IIFE whose only global is
 //! `window.consentry`.
 //!
@@ -79,6 +92,8 @@ pub const CONSENT_PATH: &str = "/.consentry/consent";
 pub const CSS_PATH: &str = "/.consentry/banner.css";
 /// The banner script.
 pub const JS_PATH: &str = "/.consentry/banner.js";
+/// The full dialog as a page of its own (works without JavaScript).
+pub const PREFERENCES_PATH: &str = "/.consentry/preferences";
 
 /// A static file served under [`PREFIX`].
 #[derive(Debug)]
@@ -104,11 +119,10 @@ impl Asset {
     }
 }
 
-/// Drops `/* … */` comments (none of our strings contain `/*`), full-line
-/// `//` comments, indentation and blank lines: the sources stay commented
-/// for people, the wire gets only code. Deliberately not a minifier (no
-/// renaming, nothing that could change meaning), so no build tool is needed.
-fn compact(source: &str) -> String {
+/// The served stylesheet: the source without its `/* … */` comments (none
+/// of our strings contain `/*`), indentation and line breaks. The source
+/// keeps one rule per line, so joining the lines changes nothing.
+fn minify_css(source: &str) -> String {
     let mut text = String::with_capacity(source.len());
     let mut rest = source;
     while let Some(start) = rest.find("/*") {
@@ -116,19 +130,86 @@ fn compact(source: &str) -> String {
         rest = rest[start..].find("*/").map_or("", |end| &rest[start + end + 2..]);
     }
     text.push_str(rest);
-    let mut out = String::with_capacity(text.len());
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("//")) {
-        out.push_str(line);
-        out.push('\n');
+    text.lines().map(str::trim).collect()
+}
+
+/// The served script: the source without comments and without the
+/// whitespace the grammar does not need (kept only between two identifier
+/// characters, and between `+ +` / `- -`). String literals are copied as
+/// they are. Deliberately no renaming or rewriting, so it cannot change
+/// meaning as long as the source keeps the two rules stated at its top:
+/// every statement ends with `;` (no reliance on automatic semicolon
+/// insertion across a line break) and no regex or template literals.
+/// The readable source stays in the repository; no build tool is needed.
+fn minify_js(source: &str) -> String {
+    let ident = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
+    let chars: Vec<char> = source.chars().collect();
+    let mut out = String::with_capacity(source.len());
+    let mut space = false;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        if c.is_whitespace() {
+            space = true;
+            i += 1;
+            continue;
+        }
+        if c == '/' && next == Some('/') {
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
+            }
+            space = true;
+            continue;
+        }
+        if c == '/' && next == Some('*') {
+            i += 2;
+            while i < chars.len() && !(chars[i] == '*' && chars.get(i + 1) == Some(&'/')) {
+                i += 1;
+            }
+            i += 2;
+            space = true;
+            continue;
+        }
+        if space {
+            if let Some(last) = out.chars().next_back()
+                && ((ident(last) && ident(c)) || (last == c && (c == '+' || c == '-')))
+            {
+                out.push(' ');
+            }
+            space = false;
+        }
+        out.push(c);
+        i += 1;
+        if c == '\'' || c == '"' {
+            while i < chars.len() {
+                let d = chars[i];
+                out.push(d);
+                i += 1;
+                if d == '\\' {
+                    if let Some(&e) = chars.get(i) {
+                        out.push(e);
+                        i += 1;
+                    }
+                } else if d == c {
+                    break;
+                }
+            }
+        }
     }
+    out.push('\n');
     out
 }
 
 static CSS: LazyLock<Asset> = LazyLock::new(|| {
-    Asset::new(CSS_PATH, "text/css; charset=utf-8", compact(include_str!("../assets/banner/banner.css")))
+    Asset::new(CSS_PATH, "text/css; charset=utf-8", minify_css(include_str!("../assets/banner/banner.css")))
 });
 static JS: LazyLock<Asset> = LazyLock::new(|| {
-    Asset::new(JS_PATH, "text/javascript; charset=utf-8", compact(include_str!("../assets/banner/banner.js")))
+    Asset::new(
+        JS_PATH,
+        "text/javascript; charset=utf-8",
+        minify_js(include_str!("../assets/banner/banner.js")),
+    )
 });
 
 /// The asset served at `path` (without query), if any.
@@ -546,6 +627,30 @@ impl<'a> Ui<'a> {
     }
 }
 
+/// The request headers [`is_top_level_request`] reads (for `Vary`).
+pub const REQUEST_HEADERS: [&str; 3] = ["Sec-Fetch-Dest", "HX-Request", "X-Requested-With"];
+
+/// Whether an HTML response to this request may get the banner: only a
+/// top-level document does. Not when `Sec-Fetch-Dest` says anything but
+/// `document` (an `<iframe>`, a `fetch()`), nor for htmx (`HX-Request`)
+/// or jQuery-style XHR (`X-Requested-With: XMLHttpRequest`) fetches, whose
+/// HTML is a fragment put into a page that already has the banner.
+/// Requests without these headers (older browsers, curl) are treated as
+/// documents; the body stage still skips a response with neither `<html>`
+/// nor `<body>` (a fragment).
+pub fn is_top_level_request(headers: &http::HeaderMap) -> bool {
+    if headers.get("sec-fetch-dest").is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"document")) {
+        return false;
+    }
+    if headers.contains_key("hx-request") {
+        return false;
+    }
+    !headers
+        .get_all("x-requested-with")
+        .iter()
+        .any(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"XMLHttpRequest"))
+}
+
 /// Whether the built-in banner is on for this policy.
 pub fn enabled(policy: &Policy) -> bool {
     policy.banner.enabled
@@ -653,72 +758,64 @@ fn rows<'a>(ui: &Ui<'a>, id: CategoryId) -> Vec<Row<'a>> {
     out
 }
 
-/// The HTML injected before `</body>` on a page of a banner-enabled policy:
-/// the dialog (open when `consent` is not valid, `hidden` otherwise), the
-/// "Manage my cookies" link, and the `<link>`/`<script>` of the assets,
-/// carrying `nonce` when the response has a CSP.
-///
-/// `return_to` is the page's path and query, where the form returns
-/// after a choice without JavaScript; anything but a same-origin path is
-/// replaced by `/`.
-pub fn snippet(
-    policy: &Policy,
-    lang: Lang,
-    consent: &Consent,
-    nonce: Option<&str>,
-    return_to: &str,
-) -> Bytes {
-    let ui = Ui { policy, lang };
+/// `/.consentry/preferences?return_to=PATH`, escaped for an attribute.
+fn preferences_href(return_to: &str) -> String {
+    let encoded: String = url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
+    format!("{PREFERENCES_PATH}?return_to={encoded}")
+}
+
+/// Which dialog [`dialog`] renders.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dialog {
+    /// Injected into a page: title, text, Refuse all / Accept all and a
+    /// "Customise" link to the preferences page.
+    Short,
+    /// The preferences page: the same, with the per-category switches,
+    /// descriptions and cookie tables, Save, and Close.
+    Full,
+}
+
+/// Renders the overlay (`#consentry-banner`) with its dialog and form.
+fn dialog(h: &mut String, ui: &Ui<'_>, consent: &Consent, return_to: &str, kind: Dialog) {
+    let policy = ui.policy;
     let valid = consent.is_valid();
     let granted = if valid { consent.granted } else { crate::category::CategorySet::NECESSARY_ONLY };
-    let return_to = crate::consent_endpoint::safe_return_to(return_to).unwrap_or("/");
-    let nonce_attr = nonce.map(|n| format!(" nonce=\"{}\"", escape(n))).unwrap_or_default();
     let t = |key: &str| escape(ui.text(key));
-
-    let mut h = String::with_capacity(4096);
-    let _ = write!(
-        h,
-        "<div id=\"consentry-root\" class=\"consentry-root\" lang=\"{lang}\" data-granted=\"{granted}\" data-valid=\"{valid}\"{csp}>",
-        lang = lang.code(),
-        granted = escape(&policy.categories.names(granted)),
-        valid = u8::from(valid),
-        csp = if nonce.is_some() { " data-csp" } else { "" },
-    );
-    let _ = write!(h, "<link rel=\"stylesheet\" href=\"{CSS_PATH}?v={}\"{nonce_attr}>", CSS.version);
-    let _ = write!(
-        h,
-        "<div id=\"consentry-banner\" class=\"consentry-overlay\"{}>",
-        if valid { " hidden" } else { "" }
-    );
     h.push_str(
-        "<div id=\"consentry-dialog\" class=\"consentry-dialog\" role=\"dialog\" aria-modal=\"true\" aria-labelledby=\"consentry-title\" aria-describedby=\"consentry-desc\" tabindex=\"-1\">",
+        "<div id=\"consentry-banner\" class=\"consentry-overlay\"><div id=\"consentry-dialog\" class=\"consentry-dialog\" role=\"dialog\" aria-modal=\"true\" aria-labelledby=\"consentry-title\" aria-describedby=\"consentry-desc\" tabindex=\"-1\">",
     );
     let _ = write!(
         h,
-        "<form id=\"consentry-form\" method=\"post\" action=\"{CONSENT_PATH}\"><input type=\"hidden\" name=\"return_to\" value=\"{}\">",
-        escape(return_to)
-    );
-    let _ = write!(
-        h,
-        "<h2 id=\"consentry-title\" class=\"consentry-title\">{}</h2><p id=\"consentry-desc\" class=\"consentry-text\">{}",
+        "<form id=\"consentry-form\" method=\"post\" action=\"{CONSENT_PATH}\"><input type=\"hidden\" name=\"return_to\" value=\"{}\"><h2 id=\"consentry-title\" class=\"consentry-title\">{}</h2><p id=\"consentry-desc\" class=\"consentry-text\">{}",
+        escape(return_to),
         t("title"),
         t("description")
     );
     if let Some(url) = policy.banner.policy_url.as_deref().and_then(safe_link) {
         let _ = write!(h, " <a href=\"{}\">{}</a>", escape(url), t("policy_link"));
     }
-    h.push_str("</p>");
     // Same element, same class, same container: equal prominence. Refuse
     // first so that implicit submission (Enter) never accepts.
     let _ = write!(
         h,
-        "<div class=\"consentry-actions\"><button type=\"submit\" name=\"choice\" value=\"refuse-all\" id=\"consentry-refuse-all\" class=\"consentry-btn\">{}</button><button type=\"submit\" name=\"choice\" value=\"accept-all\" id=\"consentry-accept-all\" class=\"consentry-btn\">{}</button></div>",
+        "</p><div class=\"consentry-actions\"><button type=\"submit\" name=\"choice\" value=\"refuse-all\" id=\"consentry-refuse-all\" class=\"consentry-btn\">{}</button><button type=\"submit\" name=\"choice\" value=\"accept-all\" id=\"consentry-accept-all\" class=\"consentry-btn\">{}</button></div>",
         t("refuse_all"),
         t("accept_all")
     );
+    if kind == Dialog::Short {
+        // Without JavaScript a link to the preferences page; banner.js
+        // fetches that page and puts its panel here instead.
+        let _ = write!(
+            h,
+            "<a id=\"consentry-customise\" class=\"consentry-more\" href=\"{}\">{}</a></form></div></div>",
+            escape(&preferences_href(return_to)),
+            t("customise")
+        );
+        return;
+    }
     let _ = write!(
         h,
-        "<details id=\"consentry-prefs\" class=\"consentry-prefs\"><summary id=\"consentry-customise\">{}</summary>",
+        "<details open id=\"consentry-prefs\" class=\"consentry-prefs\"><summary id=\"consentry-customise\">{}</summary>",
         t("customise")
     );
     for (id, category) in policy.categories.iter() {
@@ -742,13 +839,12 @@ pub fn snippet(
                 if valid && granted.contains(id) { " checked" } else { "" }
             );
         }
-        h.push_str("</div>");
         let _ = write!(
             h,
-            "<p class=\"consentry-cat-desc\" id=\"consentry-cat-{name}-desc\">{}</p>",
+            "</div><p class=\"consentry-cat-desc\" id=\"consentry-cat-{name}-desc\">{}</p>",
             escape(ui.category_description(&category.name, &category.description))
         );
-        let rows = rows(&ui, id);
+        let rows = rows(ui, id);
         if !rows.is_empty() {
             let _ = write!(
                 h,
@@ -774,26 +870,65 @@ pub fn snippet(
         }
         h.push_str("</div>");
     }
+    // Close goes back to the page without a new choice (banner.js hides
+    // it until a choice exists: closing is not choosing).
     let _ = write!(
         h,
-        "<div class=\"consentry-save\"><button type=\"submit\" name=\"choice\" value=\"custom\" id=\"consentry-save\" class=\"consentry-btn consentry-btn-secondary\">{}</button></div></details></form>",
-        t("save")
+        "<div class=\"consentry-save\"><button type=\"submit\" name=\"choice\" value=\"custom\" id=\"consentry-save\" class=\"consentry-btn consentry-btn-secondary\">{}</button></div></details></form><a id=\"consentry-close\" class=\"consentry-close\" href=\"{}\" role=\"button\" aria-label=\"{}\">&times;</a></div></div>",
+        t("save"),
+        escape(return_to),
+        t("close")
     );
-    // Closing without choosing is offered only once a choice exists; the
-    // link target leaves `:target` so the no-JS dialog closes too.
+}
+
+/// The HTML injected before `</body>` on a page of a banner-enabled policy.
+///
+/// - No valid consent (none, expired, older revision): the open dialog
+///   ([`Dialog::Short`]: title, text, Refuse all, Accept all, a Customise
+///   link), the "Manage my cookies" link (hidden while the dialog shows)
+///   and the assets.
+/// - Valid consent: only the "Manage my cookies" link and the assets. The
+///   link points at the preferences page ([`preferences_page`]), which
+///   works without JavaScript; with it, `banner.js` fetches that page and
+///   opens its dialog in place.
+///
+/// The `<link>`/`<script>` carry `nonce` when the response has a CSP.
+/// `return_to` is the page's path and query, where the form returns
+/// after a choice without JavaScript; anything but a same-origin path is
+/// replaced by `/`.
+pub fn snippet(
+    policy: &Policy,
+    lang: Lang,
+    consent: &Consent,
+    nonce: Option<&str>,
+    return_to: &str,
+) -> Bytes {
+    let ui = Ui { policy, lang };
+    let valid = consent.is_valid();
+    let granted = if valid { consent.granted } else { crate::category::CategorySet::NECESSARY_ONLY };
+    let return_to = crate::consent_endpoint::safe_return_to(return_to).unwrap_or("/");
+    let nonce_attr = nonce.map(|n| format!(" nonce=\"{}\"", escape(n))).unwrap_or_default();
+
+    let mut h = String::with_capacity(2048);
     let _ = write!(
         h,
-        "<a id=\"consentry-close\" class=\"consentry-close\" href=\"#consentry-manage\" role=\"button\" aria-label=\"{}\"{}>&times;</a>",
-        t("close"),
-        if valid { "" } else { " hidden" }
+        "<div id=\"consentry-root\" lang=\"{lang}\" data-granted=\"{granted}\" data-valid=\"{valid}\"{csp}><link rel=\"stylesheet\" href=\"{CSS_PATH}?v={v}\"{nonce_attr}>",
+        lang = lang.code(),
+        granted = escape(&policy.categories.names(granted)),
+        valid = u8::from(valid),
+        csp = if nonce.is_some() { " data-csp" } else { "" },
+        v = CSS.version,
     );
-    h.push_str("</div></div>");
+    if !valid {
+        dialog(&mut h, &ui, consent, return_to, Dialog::Short);
+    }
     let _ = write!(
         h,
-        "<a id=\"consentry-manage\" class=\"consentry-manage\" href=\"#consentry-banner\" aria-haspopup=\"dialog\">{}</a>",
-        t("manage")
+        "<a id=\"consentry-manage\" class=\"consentry-manage\" href=\"{}\" aria-haspopup=\"dialog\">{}</a><script src=\"{JS_PATH}?v={}\" defer{nonce_attr}></script></div>",
+        escape(&preferences_href(return_to)),
+        escape(ui.text("manage")),
+        JS.version
     );
-    let _ = write!(h, "<script src=\"{JS_PATH}?v={}\" defer{nonce_attr}></script></div>", JS.version);
     tracing::debug!(
         policy = %policy.name,
         lang = lang.code(),
@@ -802,6 +937,32 @@ pub fn snippet(
         "banner snippet rendered"
     );
     Bytes::from(h)
+}
+
+/// `GET /.consentry/preferences`: a page of its own with the full dialog
+/// (every category's switch, description and cookies), for visitors
+/// without JavaScript (the banner's Customise and "Manage my cookies"
+/// links lead here) and for `banner.js`, which fetches it and takes the
+/// dialog from it. Its switches show `consent`; the form returns to
+/// `return_to` (a same-origin path, else `/`). No script.
+pub fn preferences_page(policy: &Policy, lang: Lang, consent: &Consent, return_to: &str) -> String {
+    let ui = Ui { policy, lang };
+    let return_to = crate::consent_endpoint::safe_return_to(return_to).unwrap_or("/");
+    let valid = consent.is_valid();
+    let granted = if valid { consent.granted } else { crate::category::CategorySet::NECESSARY_ONLY };
+    let mut h = String::with_capacity(8192);
+    let _ = write!(
+        h,
+        "<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><meta name=\"robots\" content=\"noindex\"><title>{title}</title><link rel=\"stylesheet\" href=\"{CSS_PATH}?v={v}\"></head><body><div id=\"consentry-root\" lang=\"{lang}\" data-granted=\"{granted}\" data-valid=\"{valid}\">",
+        lang = lang.code(),
+        title = escape(ui.text("title")),
+        v = CSS.version,
+        granted = escape(&policy.categories.names(granted)),
+        valid = u8::from(valid),
+    );
+    dialog(&mut h, &ui, consent, return_to, Dialog::Full);
+    h.push_str("</div></body></html>\n");
+    h
 }
 
 #[cfg(test)]
@@ -864,6 +1025,16 @@ duration = "3 months"
 
     fn render(policy: &Policy, lang: Lang, consent: &Consent, nonce: Option<&str>) -> String {
         String::from_utf8(snippet(policy, lang, consent, nonce, "/page?a=1&b=2").to_vec()).unwrap()
+    }
+
+    fn page(policy: &Policy, lang: Lang, consent: &Consent) -> String {
+        preferences_page(policy, lang, consent, "/page?a=1&b=2")
+    }
+
+    /// What a visitor may be shown: the injected snippet and the
+    /// preferences page.
+    fn both(policy: &Policy, lang: Lang, consent: &Consent) -> String {
+        render(policy, lang, consent, None) + &page(policy, lang, consent)
     }
 
     /// The opening tag of the element with this id.
@@ -970,6 +1141,11 @@ duration = {evil:?}
         .unwrap();
         // Exactly one real script element: ours.
         assert_eq!(html.matches("<script").count(), 1, "{html}");
+        let prefs = preferences_page(&p, Lang::En, &consent, "/x\"><script>alert(1)</script>");
+        assert_eq!(prefs.matches("<script").count(), 0, "{prefs}");
+        assert!(!prefs.contains("<img") && !prefs.contains("\"'&<"), "{prefs}");
+        assert!(prefs.contains("value=\"/x&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;\""));
+        let html = html + &prefs;
         assert!(!html.contains("<img"), "{html}");
         assert!(!html.contains("\"'&<"), "{html}");
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;&quot;&#39;&amp;"));
@@ -994,11 +1170,23 @@ duration = {evil:?}
         }
         p.banner.policy_url = Some("https://example.com/cookies".into());
         assert!(render(&p, Lang::En, &none(), None).contains("<a href=\"https://example.com/cookies\">"));
+        assert!(page(&p, Lang::En, &none()).contains("<a href=\"https://example.com/cookies\">"));
         assert!(check(&p).is_empty());
     }
 
+    /// Balanced markup.
+    fn assert_balanced(html: &str) {
+        for t in ["div", "details", "form", "table", "a", "p", "html", "body"] {
+            assert_eq!(
+                html.matches(&format!("<{t} ")).count() + html.matches(&format!("<{t}>")).count(),
+                html.matches(&format!("</{t}>")).count(),
+                "<{t}> in {html}"
+            );
+        }
+    }
+
     #[test]
-    fn no_consent_renders_the_open_dialog() {
+    fn no_consent_injects_the_short_open_dialog() {
         let p = policy(POLICY);
         let html = render(&p, Lang::En, &none(), None);
         let overlay = tag(&html, "consentry-banner");
@@ -1017,6 +1205,44 @@ duration = {evil:?}
         let form = tag(&html, "consentry-form");
         assert!(form.contains("method=\"post\"") && form.contains("action=\"/.consentry/consent\""));
         assert!(html.contains("<input type=\"hidden\" name=\"return_to\" value=\"/page?a=1&amp;b=2\">"));
+        // Refuse before Accept, both submit buttons of the one form.
+        assert!(html.find("consentry-refuse-all").unwrap() < html.find("consentry-accept-all").unwrap());
+        // Customise is a link to the full dialog (no switches, no cookie
+        // tables in the page: banner.js fetches them, or the visitor
+        // without JavaScript follows the link).
+        let customise = tag(&html, "consentry-customise");
+        assert_eq!(
+            customise,
+            "<a id=\"consentry-customise\" class=\"consentry-more\" href=\"/.consentry/preferences?return_to=%2Fpage%3Fa%3D1%26b%3D2\">"
+        );
+        assert!(
+            !html.contains("type=\"checkbox\"") && !html.contains("<table") && !html.contains("<details")
+        );
+        assert!(html.contains("data-valid=\"0\"") && html.contains("data-granted=\"necessary\""));
+        // Assets linked with their version; no nonce without CSP.
+        assert!(html.contains(&format!("href=\"/.consentry/banner.css?v={}\"", css().version)));
+        assert!(html.contains(&format!("<script src=\"/.consentry/banner.js?v={}\" defer>", js().version)));
+        assert!(!html.contains("nonce") && !html.contains("data-csp"));
+        assert!(html.contains("<a href=\"/cookies\">Cookie policy</a>"));
+        // The control that reopens it after a choice (hidden by CSS while
+        // the dialog shows).
+        assert!(tag(&html, "consentry-manage").contains("href=\"/.consentry/preferences?return_to="));
+        assert_balanced(&html);
+    }
+
+    #[test]
+    fn the_preferences_page_has_the_full_dialog() {
+        let p = policy(POLICY);
+        let html = page(&p, Lang::En, &none());
+        assert!(html.starts_with("<!doctype html><html lang=\"en\">"), "{html}");
+        assert!(html.contains(&format!("href=\"/.consentry/banner.css?v={}\"", css().version)));
+        assert!(!html.contains("<script"), "works without JavaScript, runs none");
+        assert!(!tag(&html, "consentry-banner").contains("hidden"));
+        assert!(tag(&html, "consentry-dialog").contains("role=\"dialog\""));
+        let form = tag(&html, "consentry-form");
+        assert!(form.contains("method=\"post\"") && form.contains("action=\"/.consentry/consent\""));
+        assert!(html.contains("<input type=\"hidden\" name=\"return_to\" value=\"/page?a=1&amp;b=2\">"));
+        assert!(tag(&html, "consentry-prefs").starts_with("<details open "));
         // Nothing is pre-ticked; necessary is locked on and not submitted.
         for cat in ["functional", "analytics", "advertising"] {
             let b = tag(&html, &format!("consentry-cat-{cat}-box"));
@@ -1025,16 +1251,9 @@ duration = {evil:?}
         }
         let necessary = tag(&html, "consentry-cat-necessary-box");
         assert!(necessary.contains("checked disabled") && !necessary.contains("name="), "{necessary}");
-        // The close control only exists once there is a choice to keep.
-        assert!(tag(&html, "consentry-close").contains("hidden"));
-        assert!(html.contains("data-valid=\"0\"") && html.contains("data-granted=\"necessary\""));
-        // Refuse before Accept, both submit buttons of the one form.
-        assert!(html.find("consentry-refuse-all").unwrap() < html.find("consentry-accept-all").unwrap());
         assert!(tag(&html, "consentry-save").contains("value=\"custom\""));
-        // Assets linked with their version; no nonce without CSP.
-        assert!(html.contains(&format!("href=\"/.consentry/banner.css?v={}\"", css().version)));
-        assert!(html.contains(&format!("<script src=\"/.consentry/banner.js?v={}\" defer>", js().version)));
-        assert!(!html.contains("nonce") && !html.contains("data-csp"));
+        // Close goes back to the page.
+        assert!(tag(&html, "consentry-close").contains("href=\"/page?a=1&amp;b=2\""));
         // Cookie tables: from the rules, plus the consent cookie itself.
         assert!(html.contains(
             "<td>_ga_*</td><td>Google Analytics</td><td>Keeps session state</td><td>13 months</td>"
@@ -1047,28 +1266,27 @@ duration = {evil:?}
         let functional = &html[html.find("id=\"consentry-cat-functional\"").unwrap()..];
         let functional = &functional[..functional.find("id=\"consentry-cat-analytics\"").unwrap()];
         assert!(!functional.contains("<table"), "{functional}");
-        assert!(html.contains("<a href=\"/cookies\">Cookie policy</a>"));
-        // Balanced markup.
-        for t in ["div", "details", "form", "table", "a", "p"] {
-            assert_eq!(
-                html.matches(&format!("<{t} ")).count() + html.matches(&format!("<{t}>")).count(),
-                html.matches(&format!("</{t}>")).count(),
-                "<{t}>"
-            );
-        }
+        assert_balanced(&html);
+        // With consent, the switches show it.
+        let html = page(&p, Lang::En, &valid(&p, &["analytics"]));
+        assert!(tag(&html, "consentry-cat-analytics-box").contains("checked"));
+        assert!(!tag(&html, "consentry-cat-advertising-box").contains("checked"));
+        assert!(html.contains("data-granted=\"necessary,analytics\"") && html.contains("data-valid=\"1\""));
     }
 
     #[test]
-    fn valid_consent_renders_hidden_dialog_and_manage_link() {
+    fn valid_consent_injects_only_the_manage_control() {
         let p = policy(POLICY);
         let consent = valid(&p, &["analytics"]);
         let html = render(&p, Lang::En, &consent, Some("abc123"));
-        assert!(tag(&html, "consentry-banner").contains(" hidden"));
-        assert!(tag(&html, "consentry-cat-analytics-box").contains("checked"));
-        assert!(!tag(&html, "consentry-cat-advertising-box").contains("checked"));
-        assert!(!tag(&html, "consentry-close").contains("hidden"));
+        for id in ["consentry-banner", "consentry-dialog", "consentry-form", "consentry-refuse-all"] {
+            assert!(!html.contains(id), "{id} injected with valid consent: {html}");
+        }
         let manage = tag(&html, "consentry-manage");
-        assert!(manage.contains("href=\"#consentry-banner\""), "{manage}");
+        assert!(
+            manage.contains("href=\"/.consentry/preferences?return_to=%2Fpage%3Fa%3D1%26b%3D2\""),
+            "{manage}"
+        );
         assert!(html.contains(">Manage my cookies</a>"));
         assert!(html.contains("data-granted=\"necessary,analytics\"") && html.contains("data-valid=\"1\""));
         // CSP: both assets carry the nonce and the script knows to reload.
@@ -1078,6 +1296,13 @@ duration = {evil:?}
         );
         assert_eq!(html.matches("nonce=\"abc123\"").count(), 2);
         assert!(html.contains(" data-csp>"));
+        assert!(html.len() < 600, "{} bytes: {html}", html.len());
+        assert_balanced(&html);
+        // Expired or older-revision consent asks again.
+        for state in [State::Expired, State::OldRevision] {
+            let old = Consent { state, ..consent };
+            assert!(render(&p, Lang::En, &old, None).contains("id=\"consentry-dialog\""), "{state:?}");
+        }
     }
 
     #[test]
@@ -1113,13 +1338,13 @@ duration = {evil:?}
     #[test]
     fn texts_follow_language_and_overrides() {
         let mut p = policy(POLICY);
-        let html = render(&p, Lang::Fr, &none(), None);
+        let html = both(&p, Lang::Fr, &none());
         assert!(html.contains("lang=\"fr\""));
         assert!(html.contains(">Tout refuser</button>") && html.contains(">Tout accepter</button>"));
         assert!(html.contains(">Mesure d’audience</label>"));
         // The default English description is translated.
         assert!(html.contains("Mesure d’audience et statistiques de performance."));
-        let de = render(&p, Lang::De, &none(), None);
+        let de = both(&p, Lang::De, &none());
         assert!(de.contains(">Alle ablehnen</button>") && de.contains(">Meine Cookies verwalten</a>"));
         assert!(render(&p, Lang::It, &none(), None).contains(">Rifiuta tutti</button>"));
         assert!(render(&p, Lang::Es, &none(), None).contains(">Rechazar todas</button>"));
@@ -1131,7 +1356,7 @@ duration = {evil:?}
             .entry("fr".into())
             .or_default()
             .insert("category.analytics.description".into(), "Statistiques".into());
-        let html = render(&p, Lang::Fr, &none(), None);
+        let html = both(&p, Lang::Fr, &none());
         assert!(html.contains(">J&#39;accepte</button>"));
         assert!(html.contains(">Stats</label>") && html.contains(">Statistiques</p>"));
         // Overrides are per language.
@@ -1150,7 +1375,7 @@ social_media = { description = "Share buttons." }
 enabled = true
 "#,
         );
-        let html = render(&p, Lang::De, &none(), None);
+        let html = both(&p, Lang::De, &none());
         assert!(html.contains(">Needed.</p>"), "a configured description is shown as written");
         assert!(html.contains(">Social media</label>") && html.contains(">Share buttons.</p>"));
         assert!(html.contains("value=\"social_media\""));
@@ -1198,8 +1423,29 @@ enabled = true
 
     #[test]
     fn assets_fit_the_budget_and_stay_scoped() {
-        let total = css().body.len() + js().body.len();
-        assert!(total < 15 * 1024, "banner.css + banner.js = {total} bytes served, budget 15 KB");
+        // The issue's budget: the banner's HTML, CSS and JS together under
+        // 15 KB uncompressed. Counted on the shipped demo policy (the most
+        // categories and cookies) with no consent, i.e. the bytes injected
+        // into every page before a choice, plus both assets as served. The
+        // preferences page (fetched on Customise / Manage my cookies only)
+        // is not part of a page view; it is kept bounded separately.
+        let source = Source { path: "config/demo.toml".into(), text: crate::demo::DEMO_CONFIG.to_string() };
+        let snapshot = crate::snapshot::Snapshot::compile(&source, 1).unwrap();
+        let demo = snapshot.router.route("localhost:8080").unwrap().policy.clone();
+        let mut worst = 0;
+        for lang in Lang::ALL {
+            let injected = snippet(&demo, lang, &none(), Some("0123456789abcdef0123456789abcdef"), "/").len();
+            worst = worst.max(injected);
+        }
+        let total = worst + css().body.len() + js().body.len();
+        eprintln!(
+            "banner budget: injected {worst} B + banner.css {} B + banner.js {} B = {total} B",
+            css().body.len(),
+            js().body.len()
+        );
+        assert!(total < 15_000, "banner HTML + CSS + JS = {total} bytes, budget 15 KB");
+        let prefs = preferences_page(&demo, Lang::En, &none(), "/").len();
+        assert!(prefs < 32 * 1024, "preferences page {prefs} bytes");
         // Every CSS rule is scoped under #consentry-root.
         let css = &css().body;
         assert!(!css.contains("/*"), "comments are not served");
@@ -1230,18 +1476,53 @@ enabled = true
         // One IIFE, one global.
         let js = js().body.as_str();
         let code: Vec<&str> = js.lines().collect();
-        assert!(code.first().unwrap().starts_with("(function () {"), "{:?}", code.first());
-        assert_eq!(*code.last().unwrap(), "})();");
+        assert_eq!(code.len(), 1, "minified to one line");
+        assert!(js.starts_with("(function(){'use strict';"), "{js}");
+        assert!(js.ends_with("})();\n"), "{js}");
         // Assignments to window properties (not comparisons).
         let assign = regex::Regex::new(r"window\.[A-Za-z_$][\w$]*\s*=[^=]").unwrap();
         let globals: Vec<&str> = assign.find_iter(js).map(|m| m.as_str()).collect();
-        assert_eq!(globals, vec!["window.consentry = "]);
+        assert_eq!(globals, vec!["window.consentry={"]);
         assert!(!js.contains("eval(") && !js.contains("innerHTML"));
         // Styles live in banner.css; the script sets one custom property
         // (the zoom that undoes a phone's zoomed-out legacy page).
         let styled: Vec<&str> = js.match_indices(".style.").map(|(at, _)| &js[at..]).collect();
         assert_eq!(styled.len(), 1, "{styled:?}");
-        assert!(styled[0].starts_with(".style.setProperty('--consentry-zoom', "), "{styled:?}");
+        assert!(styled[0].starts_with(".style.setProperty('--consentry-zoom',"), "{styled:?}");
+    }
+
+    #[test]
+    fn only_top_level_documents_get_the_banner() {
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            let mut m = http::HeaderMap::new();
+            for (k, v) in pairs {
+                m.append(*k, http::HeaderValue::from_static(v));
+            }
+            is_top_level_request(&m)
+        };
+        assert!(h(&[]));
+        assert!(h(&[("sec-fetch-dest", "document"), ("sec-fetch-mode", "navigate")]));
+        assert!(h(&[("sec-fetch-dest", "Document")]));
+        assert!(!h(&[("sec-fetch-dest", "iframe")]));
+        assert!(!h(&[("sec-fetch-dest", "frame")]));
+        assert!(!h(&[("sec-fetch-dest", "empty")]));
+        assert!(!h(&[("hx-request", "true")]));
+        assert!(!h(&[("sec-fetch-dest", "document"), ("x-requested-with", "XMLHttpRequest")]));
+        assert!(!h(&[("x-requested-with", "xmlhttprequest")]));
+        assert!(h(&[("x-requested-with", "com.example.app")]), "Android WebViews send their app id");
+    }
+
+    #[test]
+    fn the_js_minifier_keeps_meaning() {
+        let src = "/* c */\nvar a = 'x  // y' + \"  /* z */ \";\n// gone\nif (a) { return a; } // gone too\nvar b = a + +1, c = b - -1;\nvar s = 'it\\'s  ';\n";
+        assert_eq!(
+            minify_js(src),
+            "var a='x  // y'+\"  /* z */ \";if(a){return a;}var b=a+ +1,c=b- -1;var s='it\\'s  ';\n"
+        );
+        // The real script: no line comment survived, strings intact.
+        let js = js().body.as_str();
+        assert!(js.contains("'input[name=\"category\"]'") && js.contains("'consentry-'"));
+        assert!(!js.contains("/*"));
     }
 
     /// WCAG 2.x relative luminance of an sRGB colour.
@@ -1311,8 +1592,8 @@ enabled = true
         let css = css().body.as_str();
         assert!(css.contains("#consentry-root :focus-visible{outline:3px solid var(--consentry-focus)"));
         // Nothing removes the outline except where :focus-visible restores it.
-        for line in css.lines().filter(|l| l.contains("outline:none")) {
-            assert!(line.contains("consentry-dialog:focus{"), "{line}");
+        for rule in css.split('}').filter(|r| r.contains("outline:none")) {
+            assert!(rule.ends_with("consentry-dialog:focus{outline:none"), "{rule}");
         }
     }
 }
@@ -1429,21 +1710,8 @@ footer {{ padding: 24px 32px; background: #eee; }}
             ("open-en.html", page("Open", "", &render(Lang::En, &none))),
             ("open-fr.html", page("Ouvert", "", &render(Lang::Fr, &none))),
             ("open-de.html", page("Offen", "", &render(Lang::De, &none))),
-            (
-                "customise-en.html",
-                page(
-                    "Customise",
-                    "",
-                    &render(Lang::En, &none)
-                        .replace("<details id=\"consentry-prefs\"", "<details open id=\"consentry-prefs\"")
-                        .replacen(
-                            "<details class=\"consentry-cookies\"",
-                            "<details open class=\"consentry-cookies\"",
-                            3,
-                        ),
-                ),
-            ),
             ("manage-en.html", page("Manage", "", &render(Lang::En, &valid))),
+            ("preferences-en.html", preferences_page(&p, Lang::En, &valid, "/manage-en.html")),
             ("hostile-en.html", page("Hostile CSS", hostile, &render(Lang::En, &none))),
             // Elements neutralised the way the HTML stage leaves them, for
             // checking that a grant revives them without a reload.

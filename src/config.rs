@@ -358,6 +358,8 @@ pub struct Policy {
     pub csp: Option<Csp>,
     /// The built-in consent banner.
     pub banner: Option<Banner>,
+    /// `[policy.NAME.receipts]`: what receipts record for this policy.
+    pub receipts: Option<PolicyReceipts>,
 }
 
 /// `[policy.NAME.consent]`.
@@ -462,6 +464,19 @@ pub struct Csp {
     pub mode: Spanned<String>,
     /// Where browsers report violations.
     pub report_uri: Option<String>,
+}
+
+/// `[policy.NAME.receipts]`: what a receipt keeps of the visitor's IP.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyReceipts {
+    /// `truncate` (default: the network, `ipv4_prefix` / `ipv6_prefix`
+    /// bits), `none` (no IP at all) or `full` (the whole address).
+    pub ip: Option<Spanned<String>>,
+    /// Bits of an IPv4 address kept by `truncate` (0 to 32, default 24).
+    pub ipv4_prefix: Option<Spanned<u8>>,
+    /// Bits of an IPv6 address kept by `truncate` (0 to 128, default 48).
+    pub ipv6_prefix: Option<Spanned<u8>>,
 }
 
 /// `[policy.NAME.banner]`.

@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | `POST` | `/.consentry/consent` | records a choice: consent cookie + sweep + receipt; `303` to `return_to` (form) or `204` (JS/JSON) |
 //! | `GET`, `HEAD` | `/.consentry/consent` | the current decision as JSON |
+//! | `GET`, `HEAD` | `/.consentry/preferences?return_to=PATH` | the full banner dialog as a page (no JS needed; `banner.js` fetches it too); 404 without `banner` |
 //! | `GET`, `HEAD` | `/.consentry/banner.css`, `/.consentry/banner.js` | the banner assets (`ETag`, year-long cache with `?v=`) |
 //! | other | `/.consentry/…` | `404` (`405` for a known path with another method) |
 //!
@@ -28,7 +29,8 @@
 //! 2. parse and validate the choice: 400 / 413 / 415 / 408;
 //! 3. write the receipt and wait for it to be synced (503 if that fails:
 //!    no proof, no cookie, the banner simply asks again);
-//! 4. answer with the consent cookie, plus deletions for the cookies of
+//! 4. answer with the consent cookie and `Consentry-Receipt: ID` (the
+//!    synced receipt's id, when receipts are on), plus deletions for the cookies of
 //!    refused categories the browser still holds (the request filter run
 //!    with the *new* consent over the request's cookies, then the response
 //!    header stage's sweep), and, when the cookie is set on `cookie_domain`,
@@ -68,6 +70,10 @@ use crate::consent::{Consent, Format, State};
 use crate::policy::Policy;
 use crate::receipts::{Receipt, ReceiptMethod, ReceiptWriter};
 use crate::route::Site;
+
+/// Response header of a recorded choice: the id of its receipt, sent only
+/// after the receipt was written and synced.
+pub const RECEIPT_HEADER: &str = "consentry-receipt";
 
 /// Largest request body accepted (a real choice is well under 1 KB).
 pub const MAX_BODY: usize = 16 * 1024;
@@ -111,6 +117,10 @@ pub async fn handle(req: Request<Body>, site: &Site, cx: &EndpointContext) -> Re
         (CONSENT_PATH, &Method::POST) => post_consent(req, site, cx).await,
         (CONSENT_PATH, &Method::GET | &Method::HEAD) => get_consent(&site.policy, cx),
         (CONSENT_PATH, _) => method_not_allowed("GET, HEAD, POST"),
+        (banner::PREFERENCES_PATH, &Method::GET | &Method::HEAD) => {
+            get_preferences(&site.policy, req.headers(), req.uri().query(), cx)
+        }
+        (banner::PREFERENCES_PATH, _) => method_not_allowed("GET, HEAD"),
         (p, &Method::GET | &Method::HEAD) if banner::asset(p).is_some() => {
             let asset = banner::asset(p).expect("checked");
             serve_asset(asset, req.headers(), req.uri().query())
@@ -168,6 +178,41 @@ fn serve_asset(asset: &'static Asset, headers: &HeaderMap, query: Option<&str>) 
     h.insert(CACHE_CONTROL, HeaderValue::from_static(cache));
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     h.insert("cross-origin-resource-policy", HeaderValue::from_static("same-origin"));
+    res
+}
+
+/// `GET /.consentry/preferences?return_to=PATH`: the full dialog as a page
+/// of its own ([`banner::preferences_page`]), in the visitor's language,
+/// its switches showing the current consent. 404 unless the policy has
+/// the banner on. Never cached (it depends on the consent cookie); its
+/// own CSP allows nothing but its stylesheet and posting the form here.
+fn get_preferences(
+    policy: &Policy,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    cx: &EndpointContext,
+) -> Response<Body> {
+    if !banner::enabled(policy) || policy.consent.format != Format::Consentry {
+        return plain(StatusCode::NOT_FOUND, "not found");
+    }
+    let lang = banner::negotiate_language(headers.get("accept-language").and_then(|v| v.to_str().ok()));
+    let return_to = query
+        .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "return_to"))
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| "/".to_string());
+    let page = banner::preferences_page(policy, lang, &cx.consent, &return_to);
+    let mut res = Response::new(body::full(page));
+    let h = res.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(VARY, HeaderValue::from_static("Cookie, Accept-Language"));
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'self'; base-uri 'none'",
+        ),
+    );
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     res
 }
 
@@ -534,8 +579,9 @@ async fn post_consent(req: Request<Body>, site: &Site, cx: &EndpointContext) -> 
     let refused_names = names(cats.all().difference(granted));
 
     // Proof first: no receipt, no cookie.
+    let mut receipt_id = None;
     if let Some(writer) = &cx.receipts {
-        let receipt = Receipt::new(
+        let mut receipt = Receipt::new(
             cx.now,
             &site.name,
             &policy.name,
@@ -545,8 +591,9 @@ async fn post_consent(req: Request<Body>, site: &Site, cx: &EndpointContext) -> 
             refused_names.clone(),
             sub.method,
             parts.headers.get(USER_AGENT).and_then(|v| v.to_str().ok()),
-            cx.client_ip,
+            None,
         );
+        receipt.ip = cx.client_ip.and_then(|ip| crate::receipts::record_ip(ip, policy.receipt_ip));
         let id = receipt.id.clone();
         if let Err(e) = writer.append(receipt).await {
             tracing::error!(site = %site.name, error = %e, "consent not recorded: receipt failed");
@@ -556,6 +603,7 @@ async fn post_consent(req: Request<Body>, site: &Site, cx: &EndpointContext) -> 
             );
         }
         tracing::debug!(site = %site.name, receipt = %id, "receipt synced");
+        receipt_id = Some(id);
     }
 
     let names_ref: Vec<&str> = granted_names.iter().map(String::as_str).collect();
@@ -592,6 +640,11 @@ async fn post_consent(req: Request<Body>, site: &Site, cx: &EndpointContext) -> 
         res.headers_mut().append(SET_COOKIE, stale);
     }
     res.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // The receipt's id, sent only once it is synced: what the visitor (or
+    // a test killing the process) holds as proof that it was recorded.
+    if let Some(id) = receipt_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+        res.headers_mut().insert(RECEIPT_HEADER, id);
+    }
 
     // Sweep: the cookies the browser holds that the new choice refuses.
     let consent = Consent {
@@ -1158,13 +1211,39 @@ enabled = true
         assert_eq!(r.user_agent.as_deref(), Some("TestBrowser/1.0"));
         assert_eq!(r.ip.as_deref(), Some("198.51.100.0/24"));
         assert_eq!(r.time, "2026-05-28T20:26:40.000Z");
+        assert_eq!(res.headers()[RECEIPT_HEADER], r.id.as_str(), "the answer names its receipt");
 
         let res = send(post("", "application/json"), r#"{"choice":"refuse-all"}"#, &site, &cx).await;
         assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let r: Receipt = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
+        assert_eq!(res.headers()[RECEIPT_HEADER], r.id.as_str());
         let report = crate::receipts::verify(&path).unwrap();
         assert!(report.is_ok(), "{report}");
         assert_eq!(report.by_method, (1, 1));
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_receipt_keeps_the_ip_as_the_policy_says() {
+        for (setting, expected) in [
+            ("", Some("198.51.100.0/24")),
+            ("[policy.default.receipts]\nip = \"truncate\"\nipv4_prefix = 16\n", Some("198.51.0.0/16")),
+            ("[policy.default.receipts]\nip = \"none\"\n", None),
+            ("[policy.default.receipts]\nip = \"full\"\n", Some("198.51.100.23")),
+        ] {
+            let site = site_with(&format!("{POLICY}{setting}"));
+            let path = temp_file("ip");
+            let mut cx = cx();
+            cx.receipts = Some(Arc::new(ReceiptWriter::open(&path, 1 << 20).unwrap()));
+            let res =
+                send(post("", "application/x-www-form-urlencoded"), "choice=refuse-all", &site, &cx).await;
+            assert_eq!(res.status(), StatusCode::SEE_OTHER);
+            let text = std::fs::read_to_string(&path).unwrap();
+            let r: Receipt = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+            assert_eq!(r.ip.as_deref(), expected, "{setting}");
+            std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+        }
     }
 
     #[tokio::test]
@@ -1181,5 +1260,6 @@ enabled = true
         let res = send(post("", "application/x-www-form-urlencoded"), "choice=accept-all", &site, &cx).await;
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(set_cookie(&res).is_empty());
+        assert!(res.headers().get(RECEIPT_HEADER).is_none());
     }
 }

@@ -149,8 +149,186 @@ pub fn header(
     }
 }
 
+/// Makes room for the banner in the origin's own `Content-Security-Policy`.
+///
+/// A browser enforces every CSP it receives, so the origin's can block
+/// `/.consentry/banner.js`, `banner.css` and the script's `fetch`es even
+/// when consentry's own allows them. For each enforced policy of the
+/// origin, the directive that governs each of these (the `-elem` variant,
+/// else the plain one, else `default-src`; none means unrestricted) is
+/// widened *only for consentry's own elements and path*, never for the
+/// site's code:
+/// - a script or style list that already relies on nonces, hashes or
+///   `'strict-dynamic'` gets `'nonce-NONCE'` (the banner's `<script>` and
+///   `<link>` carry it; the site's inline code does not get it, so nothing
+///   of the site's is allowed that was not);
+/// - any other script or style list that does not already allow the
+///   site's origin (`'self'`, `*`, the scheme) gets the path source
+///   `ORIGIN/.consentry/` (a path, not `'self'`, so the site's other
+///   scripts stay as restricted as they were; and not a nonce, which would
+///   switch off an `'unsafe-inline'` the site relies on);
+/// - `connect-src` and `form-action` get the same path source when they
+///   do not allow the origin, so the banner can post the choice and fetch
+///   its preferences page.
+///
+/// Lists that are exactly `'none'` are left alone: the site wants no
+/// script there, and the banner still works as a plain form. Report-only
+/// policies are not touched (they block nothing). Returns whether any
+/// header was changed. `origin` is `scheme://host[:port]` of the page.
+pub fn admit_banner(headers: &mut http::HeaderMap, nonce: &str, origin: &str) -> bool {
+    let name = http::header::CONTENT_SECURITY_POLICY;
+    let values: Vec<HeaderValue> = headers.get_all(&name).iter().cloned().collect();
+    if values.is_empty() {
+        return false;
+    }
+    let mut changed = false;
+    let mut out = Vec::with_capacity(values.len());
+    for value in values {
+        let Ok(text) = value.to_str() else {
+            out.push(value);
+            continue;
+        };
+        let rewritten = admit_in_header(text, nonce, origin);
+        match rewritten.and_then(|t| HeaderValue::from_str(&t).ok()) {
+            Some(v) => {
+                changed = true;
+                out.push(v);
+            }
+            None => out.push(value),
+        }
+    }
+    if changed {
+        headers.remove(&name);
+        for v in out {
+            headers.append(name.clone(), v);
+        }
+        tracing::debug!(origin, "origin CSP widened for the banner's own assets");
+    }
+    changed
+}
+
+/// One header value (policies separated by `,`); `None` when unchanged.
+fn admit_in_header(text: &str, nonce: &str, origin: &str) -> Option<String> {
+    let path_source = format!("{origin}{}", crate::banner::PREFIX);
+    let nonce_source = format!("'nonce-{nonce}'");
+    let scheme = origin.split_once("://").map_or("", |(s, _)| s);
+    let mut changed = false;
+    let policies: Vec<String> = text
+        .split(',')
+        .map(|policy| {
+            let mut directives: Vec<(String, Vec<String>)> = policy
+                .split(';')
+                .filter_map(|d| {
+                    let mut tokens = d.split_ascii_whitespace();
+                    let name = tokens.next()?.to_ascii_lowercase();
+                    Some((name, tokens.map(str::to_string).collect()))
+                })
+                .collect();
+            let find = |directives: &[(String, Vec<String>)], names: &[&str]| {
+                names.iter().find_map(|n| directives.iter().position(|(d, _)| d == n))
+            };
+            let allows_origin = |list: &[String]| {
+                let dynamic = list.iter().any(|s| s.eq_ignore_ascii_case("'strict-dynamic'"));
+                !dynamic
+                    && list.iter().any(|s| {
+                        s.eq_ignore_ascii_case("'self'")
+                            || s == "*"
+                            || s.eq_ignore_ascii_case(&format!("{scheme}:"))
+                            || s.eq_ignore_ascii_case(origin)
+                            || s.eq_ignore_ascii_case(&path_source)
+                    })
+            };
+            let is_none = |list: &[String]| list.len() == 1 && list[0].eq_ignore_ascii_case("'none'");
+            let groups: [(&[&str], bool); 4] = [
+                (&["script-src-elem", "script-src", "default-src"], true),
+                (&["style-src-elem", "style-src", "default-src"], true),
+                (&["connect-src", "default-src"], false),
+                (&["form-action"], false),
+            ];
+            for (names, element) in groups {
+                let Some(at) = find(&directives, names) else { continue };
+                let list = &directives[at].1;
+                if is_none(list) {
+                    continue;
+                }
+                let keyed = list.iter().any(|s| {
+                    let s = s.to_ascii_lowercase();
+                    s.starts_with("'nonce-")
+                        || s.starts_with("'sha256-")
+                        || s.starts_with("'sha384-")
+                        || s.starts_with("'sha512-")
+                        || s == "'strict-dynamic'"
+                });
+                let add = if element && keyed {
+                    (!list.contains(&nonce_source)).then(|| nonce_source.clone())
+                } else {
+                    (!allows_origin(list)).then(|| path_source.clone())
+                };
+                if let Some(source) = add {
+                    directives[at].1.push(source);
+                    changed = true;
+                }
+            }
+            directives
+                .iter()
+                .map(
+                    |(name, list)| {
+                        if list.is_empty() { name.clone() } else { format!("{name} {}", list.join(" ")) }
+                    },
+                )
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .collect();
+    changed.then(|| policies.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
+    use super::admit_in_header;
+
+    #[test]
+    fn the_origin_csp_admits_only_the_banner() {
+        let n = "N0nce";
+        let o = "https://shop.test";
+        let a = |csp: &str| admit_in_header(csp, n, o);
+        // 'self' already allows /.consentry/: unchanged.
+        assert_eq!(a("default-src 'self'"), None);
+        assert_eq!(a("script-src * ; style-src https:"), None);
+        assert_eq!(a("img-src data:"), None, "nothing about scripts, styles, fetches or forms");
+        // Hosts only: the path, not 'self', not a nonce.
+        assert_eq!(
+            a("script-src https://cdn.example 'unsafe-inline'; style-src https://cdn.example").as_deref(),
+            Some(
+                "script-src https://cdn.example 'unsafe-inline' https://shop.test/.consentry/; style-src https://cdn.example https://shop.test/.consentry/"
+            )
+        );
+        // Nonce- or hash-based (strict CSP): our nonce, and 'strict-dynamic'
+        // ignores 'self', so even that is not enough.
+        assert_eq!(
+            a("script-src 'nonce-site' 'strict-dynamic' 'self'; object-src 'none'").as_deref(),
+            Some("script-src 'nonce-site' 'strict-dynamic' 'self' 'nonce-N0nce'; object-src 'none'")
+        );
+        assert_eq!(
+            a("default-src 'none'; script-src 'sha256-abc'; style-src 'nonce-x'; connect-src 'none'; form-action https://pay.example").as_deref(),
+            Some("default-src 'none'; script-src 'sha256-abc' 'nonce-N0nce'; style-src 'nonce-x' 'nonce-N0nce'; connect-src 'none'; form-action https://pay.example https://shop.test/.consentry/")
+        );
+        // default-src governs what has no directive of its own; 'none'
+        // stays 'none' (the banner then works as a plain form).
+        assert_eq!(
+            a("default-src https://cdn.example").as_deref(),
+            Some("default-src https://cdn.example https://shop.test/.consentry/")
+        );
+        assert_eq!(a("default-src 'none'"), None);
+        // -elem variants win over the plain directive.
+        assert_eq!(a("script-src-elem 'self'; script-src https://x.example"), None,);
+        // Several policies in one header: each on its own.
+        assert_eq!(
+            a("script-src 'self', script-src 'nonce-a'").as_deref(),
+            Some("script-src 'self', script-src 'nonce-a' 'nonce-N0nce'")
+        );
+    }
+
     use super::*;
 
     fn site(toml: &str) -> Site {

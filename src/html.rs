@@ -453,6 +453,9 @@ struct Shared {
     decisions_dropped: u64,
     banner: Option<Bytes>,
     banner_state: BannerState,
+    /// An `<html>` or `<body>` start tag was seen: this is a document, not
+    /// a fragment (which never gets the banner).
+    document_seen: bool,
 }
 
 fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
@@ -1372,6 +1375,7 @@ impl Shared {
             return None;
         }
         self.banner_state = BannerState::AtBodyEnd;
+        self.document_seen = true;
         Some(EndAction::Banner)
     }
 
@@ -1424,6 +1428,7 @@ struct Selectors {
     object: Selector,
     noscript: Selector,
     body: Selector,
+    html: Selector,
 }
 
 #[allow(clippy::expect_used)]
@@ -1439,6 +1444,7 @@ static SELECTORS: LazyLock<Selectors> = LazyLock::new(|| {
         object: parse("object[data]"),
         noscript: parse("noscript"),
         body: parse("body"),
+        html: parse("html"),
     }
 });
 
@@ -1505,6 +1511,10 @@ fn build_handlers(shared: &Arc<Mutex<Shared>>, fragment: bool) -> Handlers {
         }));
         list.push(handler(shared, &s.noscript, Shared::on_noscript));
         list.push(handler(shared, &s.body, Shared::on_body));
+        list.push(handler(shared, &s.html, |sh, _| {
+            sh.document_seen = true;
+            None
+        }));
     }
     list
 }
@@ -1592,6 +1602,7 @@ impl PageRewriter {
             decisions_dropped: 0,
             banner: options.banner,
             banner_state,
+            document_seen: false,
         };
         PageRewriter {
             shared: Arc::new(Mutex::new(shared)),
@@ -1668,11 +1679,18 @@ impl PageRewriter {
         {
             let mut s = lock(&self.shared);
             s.applier.finish();
-            if matches!(s.banner_state, BannerState::Pending | BannerState::AtBodyEnd)
-                && let Some(banner) = s.encoded_banner()
-            {
-                s.applier.out.extend_from_slice(&banner);
-                s.banner_state = BannerState::Done;
+            // No `</body>` came: append at the end, but only to a document.
+            // A response with neither `<html>` nor `<body>` is a fragment
+            // (htmx, an XHR, a server-side include) whatever its type; a
+            // banner appended there would land inside the site's page.
+            if matches!(s.banner_state, BannerState::Pending | BannerState::AtBodyEnd) {
+                if !s.document_seen {
+                    tracing::debug!("no <html> or <body>: a fragment, no banner");
+                    s.banner_state = BannerState::Done;
+                } else if let Some(banner) = s.encoded_banner() {
+                    s.applier.out.extend_from_slice(&banner);
+                    s.banner_state = BannerState::Done;
+                }
             }
         }
         self.drain(out);

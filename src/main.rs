@@ -173,6 +173,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run { config } => {
             let Some(snapshot) = load_or_report(&config) else { return Ok(ExitCode::FAILURE) };
             init_logging(cli.log_format, snapshot.log.format.as_deref());
+            for warning in snapshot.warnings() {
+                tracing::warn!(config = %config.display(), "{warning}");
+            }
             let mut signals = StopSignals::new()?;
             let running = server::start_with(snapshot).await?;
             let _watcher = watch(&running.store, &config);
@@ -314,6 +317,9 @@ fn watch(store: &std::sync::Arc<Store>, config: &Path) -> Option<reload::Watcher
 fn check(config: &Path) -> ExitCode {
     match load_or_report(config) {
         Some(snapshot) => {
+            for warning in snapshot.warnings() {
+                eprintln!("{}: warning: {warning}", config.display());
+            }
             println!(
                 "{}: ok ({} site(s), {} polic{})",
                 config.display(),

@@ -643,6 +643,8 @@ pub struct Policy {
     pub csp: Option<CspSettings>,
     /// Banner.
     pub banner: BannerSettings,
+    /// What receipts keep of the visitor's IP.
+    pub receipt_ip: crate::receipts::IpRecord,
     /// Presets in use.
     pub presets: Vec<String>,
 }
@@ -1089,6 +1091,39 @@ pub fn compile(
             policy_url: b.policy_url.clone(),
         })
         .unwrap_or_default();
+    let receipt_ip = match &raw.receipts {
+        None => crate::receipts::IpRecord::default(),
+        Some(r) => {
+            let (v4, v6) = (
+                r.ipv4_prefix.as_ref().map_or(24, |p| *p.get_ref()),
+                r.ipv6_prefix.as_ref().map_or(48, |p| *p.get_ref()),
+            );
+            for (prefix, max, key) in
+                [(&r.ipv4_prefix, 32, "ipv4_prefix"), (&r.ipv6_prefix, 128, "ipv6_prefix")]
+            {
+                if let Some(p) = prefix
+                    && *p.get_ref() > max
+                {
+                    errors.push(at(
+                        p.span(),
+                        format!("receipts.{key} must be 0 to {max}, not {}", p.get_ref()),
+                    ));
+                }
+            }
+            match r.ip.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
+                None | Some(("truncate", _)) => crate::receipts::IpRecord::Truncate { v4, v6 },
+                Some(("none", _)) => crate::receipts::IpRecord::None,
+                Some(("full", _)) => crate::receipts::IpRecord::Full,
+                Some((other, span)) => {
+                    errors.push(at(
+                        span,
+                        format!("receipts.ip must be \"truncate\", \"none\" or \"full\", not {other:?}"),
+                    ));
+                    crate::receipts::IpRecord::default()
+                }
+            }
+        }
+    };
 
     if !errors.is_empty() {
         return Err(errors);
@@ -1109,6 +1144,7 @@ pub fn compile(
         harden,
         csp,
         banner,
+        receipt_ip,
         presets: preset_names,
     };
     // Banner settings are checked against the compiled policy (its consent
@@ -1224,6 +1260,7 @@ fn merged(
         out.sweep_budget = c.sweep_budget.or(out.sweep_budget);
         out.csp = c.csp.or(out.csp);
         out.banner = c.banner.or(out.banner);
+        out.receipts = c.receipts.or(out.receipts);
         out.consent = c.consent.or(out.consent);
         if let Some(fp) = c.first_party {
             out.first_party.get_or_insert_with(Vec::new).extend(fp);

@@ -115,11 +115,14 @@ async fn pipeline(
     let accept_language =
         parts.headers.get(http::header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).map(str::to_string);
     let return_to = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    // Only top-level documents get the banner, not iframes or fetches.
+    let top_level = banner::is_top_level_request(&parts.headers);
 
     // Stage 6, forward.
     let method = parts.method.clone();
     let scheme = if https { "https" } else { "http" };
-    let page_url = format!("{scheme}://{host}{}", parts.uri.path());
+    let origin_of_page = format!("{scheme}://{host}");
+    let page_url = format!("{origin_of_page}{}", parts.uri.path());
     let target = Target {
         site: &site,
         ca: site.ca_file.as_ref().and_then(|path| snapshot.origin_cas.get(path)).map(Arc::as_ref),
@@ -148,15 +151,36 @@ async fn pipeline(
     // What pages get besides: the banner (in the visitor's language) and
     // a CSP from the granted categories, whose nonce lets the banner's own
     // assets load.
-    let banner = (body_rewritten && banner::enabled(policy))
+    if body_rewritten && banner::enabled(policy) {
+        // Whether the page gets the banner depends on these too.
+        for name in banner::REQUEST_HEADERS {
+            response_headers::vary_on(&mut parts.headers, name);
+        }
+    }
+    let banner = (body_rewritten && banner::enabled(policy) && top_level)
         .then(|| banner::negotiate_language(accept_language.as_deref()));
     let csp_nonce = (body_rewritten && banner.is_some() && policy.csp.is_some()).then(csp::nonce);
+    // The origin's own CSP may block the banner's assets: make room for
+    // them (and only them) in it, before consentry's own header is added.
+    // The banner's elements carry consentry's nonce, or one of their own
+    // that is never given to the site's inline code.
+    let origin_csp = parts.headers.contains_key(http::header::CONTENT_SECURITY_POLICY);
+    let banner_nonce = match (&banner, &csp_nonce) {
+        (Some(_), Some(n)) => Some(n.clone()),
+        (Some(_), None) if origin_csp => Some(csp::nonce()),
+        _ => None,
+    };
+    if let Some(nonce) = banner_nonce.as_deref()
+        && origin_csp
+    {
+        csp::admit_banner(&mut parts.headers, nonce, &origin_of_page);
+    }
     if body_rewritten {
         response_headers::add_csp(&mut parts.headers, &site, consent.granted, csp_nonce.as_deref());
     }
     let banner = banner.map(|lang| {
         response_headers::vary_on(&mut parts.headers, "Accept-Language");
-        banner::snippet(policy, lang, &consent, csp_nonce.as_deref(), &return_to)
+        banner::snippet(policy, lang, &consent, banner_nonce.as_deref(), &return_to)
     });
 
     // Stage 9, account: the request's cookie decisions now; the page's

@@ -3,8 +3,10 @@
 //!
 //! A receipt says who chose what and when: id, time, site, policy and its
 //! revision, the choice, granted and refused categories, method (banner or
-//! API), user agent and the visitor's IP truncated to its network (IPv4
-//! /24, IPv6 /48; see [`truncate_ip`]).
+//! API), user agent and the visitor's IP as the policy says
+//! (`[policy.NAME.receipts] ip`, [`IpRecord`]): by default truncated to its
+//! network (IPv4 /24, IPv6 /48; see [`truncate_ip_to`]), or not at all, or
+//! whole.
 //!
 //! # Durability
 //! The consent endpoint answers only once its receipt is on disk:
@@ -151,19 +153,60 @@ pub fn new_id(now: SystemTime) -> String {
 /// The visitor's network rather than the visitor: IPv4 keeps its /24,
 /// IPv6 its /48 (an IPv4-mapped IPv6 address counts as IPv4).
 pub fn truncate_ip(ip: IpAddr) -> String {
+    truncate_ip_to(ip, 24, 48)
+}
+
+/// `ip`'s network of `v4` (IPv4, at most 32) or `v6` (IPv6, at most 128)
+/// bits, as `NETWORK/BITS`; an IPv4-mapped IPv6 address counts as IPv4.
+pub fn truncate_ip_to(ip: IpAddr, v4: u8, v6: u8) -> String {
     match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, c, _] = v4.octets();
-            format!("{a}.{b}.{c}.0/24")
+        IpAddr::V4(addr) => {
+            let bits = v4.min(32);
+            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - u32::from(bits)) };
+            format!("{}/{bits}", std::net::Ipv4Addr::from(u32::from(addr) & mask))
         }
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => truncate_ip(IpAddr::V4(v4)),
+        IpAddr::V6(addr) => match addr.to_ipv4_mapped() {
+            Some(mapped) => truncate_ip_to(IpAddr::V4(mapped), v4, v6),
             None => {
-                let s = v6.segments();
-                let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0);
-                format!("{net}/48")
+                let bits = v6.min(128);
+                let mask = if bits == 0 { 0 } else { u128::MAX << (128 - u32::from(bits)) };
+                format!("{}/{bits}", std::net::Ipv6Addr::from(u128::from(addr) & mask))
             }
         },
+    }
+}
+
+/// What a receipt keeps of the visitor's IP (`[policy.NAME.receipts] ip`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpRecord {
+    /// Nothing.
+    None,
+    /// The network: this many bits of an IPv4 / IPv6 address.
+    Truncate {
+        /// IPv4 prefix length.
+        v4: u8,
+        /// IPv6 prefix length.
+        v6: u8,
+    },
+    /// The whole address.
+    Full,
+}
+
+impl Default for IpRecord {
+    fn default() -> Self {
+        IpRecord::Truncate { v4: 24, v6: 48 }
+    }
+}
+
+/// The `ip` field of a receipt for this address under this setting.
+pub fn record_ip(ip: IpAddr, how: IpRecord) -> Option<String> {
+    match how {
+        IpRecord::None => None,
+        IpRecord::Truncate { v4, v6 } => Some(truncate_ip_to(ip, v4, v6)),
+        IpRecord::Full => Some(match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or_else(|| v6.to_string(), |v4| v4.to_string()),
+            IpAddr::V4(v4) => v4.to_string(),
+        }),
     }
 }
 
@@ -327,6 +370,14 @@ const TAIL_SCAN: u64 = 1 << 20;
 impl FileState {
     fn open(path: &Path, max_bytes: u64, stats: &Stats) -> io::Result<FileState> {
         let existed = path.exists();
+        // A missing directory (a fresh checkout running the demo, a new
+        // volume) is created rather than failing the start.
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+            && !parent.exists()
+        {
+            std::fs::create_dir_all(parent)?;
+        }
         let mut file = OpenOptions::new().read(true).append(true).create(true).open(path)?;
         if !existed {
             sync_dir(path)?;
@@ -580,6 +631,24 @@ mod tests {
         assert_eq!(truncate_ip("2001:db8:abcd:12:1:2:3:4".parse().unwrap()), "2001:db8:abcd::/48");
         assert_eq!(truncate_ip("::ffff:198.51.100.9".parse().unwrap()), "198.51.100.0/24");
         assert_eq!(truncate_ip(IpAddr::V6(Ipv6Addr::LOCALHOST)), "::/48");
+        // Other prefix lengths, per policy.
+        let v4: IpAddr = "203.0.113.77".parse().unwrap();
+        let v6: IpAddr = "2001:db8:abcd:12:1:2:3:4".parse().unwrap();
+        assert_eq!(truncate_ip_to(v4, 16, 48), "203.0.0.0/16");
+        assert_eq!(truncate_ip_to(v4, 0, 0), "0.0.0.0/0");
+        assert_eq!(truncate_ip_to(v4, 32, 128), "203.0.113.77/32");
+        assert_eq!(truncate_ip_to(v4, 20, 48), "203.0.112.0/20");
+        assert_eq!(truncate_ip_to(v6, 24, 32), "2001:db8::/32");
+        assert_eq!(truncate_ip_to(v6, 24, 56), "2001:db8:abcd::/56");
+        assert_eq!(truncate_ip_to(v6, 24, 60), "2001:db8:abcd:10::/60");
+        assert_eq!(truncate_ip_to(v6, 24, 200), "2001:db8:abcd:12:1:2:3:4/128");
+        assert_eq!(record_ip(v4, IpRecord::None), None);
+        assert_eq!(record_ip(v4, IpRecord::Full).as_deref(), Some("203.0.113.77"));
+        assert_eq!(
+            record_ip("::ffff:198.51.100.9".parse().unwrap(), IpRecord::Full).as_deref(),
+            Some("198.51.100.9")
+        );
+        assert_eq!(record_ip(v6, IpRecord::default()).as_deref(), Some("2001:db8:abcd::/48"));
     }
 
     #[test]

@@ -89,6 +89,24 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Settings that work but deserve attention, one message each: for
+    /// `consentry check` to print and `consentry run` to log at start.
+    /// Today: a policy reading consentry's own consent cookie without an
+    /// HMAC key, whose cookie is then unsigned (anyone who can set a
+    /// cookie on the site, a script included, can grant consent).
+    pub fn warnings(&self) -> Vec<String> {
+        self.policies
+            .values()
+            .filter(|p| p.consent.format == crate::consent::Format::Consentry && p.consent.hmac_key.is_none())
+            .map(|p| {
+                format!(
+                    "policy {}: the consent cookie {:?} is not signed (no consent.hmac_key or hmac_key_env), so a script on the site or the visitor can forge consent; set hmac_key_env to a secret of 32+ random bytes",
+                    p.name, p.consent.cookie
+                )
+            })
+            .collect()
+    }
+
     /// Reads, parses and compiles a config file.
     pub fn load(path: &Path, generation: u64) -> Result<Snapshot, Vec<ConfigError>> {
         let source = Source::read(path).map_err(|e| vec![e])?;

@@ -244,3 +244,43 @@ fn version_names_the_git_revision() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.starts_with(&format!("consentry {} (", env!("CARGO_PKG_VERSION"))), "{text}");
 }
+
+#[test]
+fn an_unsigned_consent_cookie_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("consentry.toml");
+    let base = "[listen]\nhttp = \"127.0.0.1:0\"\n\n[[site]]\nhosts = [\"a.test\"]\norigin = \"http://127.0.0.1:9\"\npolicy = \"p\"\n\n[policy.p]\n";
+    std::fs::write(&path, base).unwrap();
+    let output = consentry(&["check", "--config", path.to_str().unwrap()]);
+    assert!(output.status.success(), "a warning is not an error");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("warning: policy p: the consent cookie \"consentry\" is not signed"), "{stderr}");
+    // Signed: no warning.
+    std::fs::write(
+        &path,
+        format!("{base}[policy.p.consent]\nhmac_key = \"0123456789abcdef0123456789abcdef\"\n"),
+    )
+    .unwrap();
+    let output = consentry(&["check", "--config", path.to_str().unwrap()]);
+    assert!(output.status.success());
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("warning"), "{output:?}");
+    // Another consent manager's cookie: consentry signs nothing, no warning.
+    std::fs::write(&path, format!("{base}[policy.p.consent]\nformat = \"klaro\"\n")).unwrap();
+    let output = consentry(&["check", "--config", path.to_str().unwrap()]);
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("warning"), "{output:?}");
+}
+
+#[test]
+fn run_logs_the_unsigned_cookie_warning_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("consentry.toml"),
+        "[listen]\nhttp = \"127.0.0.1:0\"\n\n[[site]]\nhosts = [\"a.test\"]\norigin = \"http://127.0.0.1:9\"\npolicy = \"p\"\n\n[policy.p]\n",
+    )
+    .unwrap();
+    let config = dir.path().join("consentry.toml");
+    let binary = Binary::start(&["run", "--config", config.to_str().unwrap()], dir);
+    let lines = binary.lines.lock().unwrap().clone();
+    let warning = lines.iter().find(|l| l.contains("is not signed")).unwrap_or_else(|| panic!("{lines:#?}"));
+    assert!(warning.contains("\"level\":\"WARN\""), "{warning}");
+}

@@ -19,8 +19,9 @@
 //! | [`accept_all_then_refuse_analytics`] | banner shown with focus in it; before consent the tracker did not run or even load and the jar holds no optional cookie; "Accept all" runs it in place and the next response sets analytics and advertising cookies; "Manage my cookies" → refuse analytics deletes every analytics cookie, HttpOnly included; receipts |
 //! | [`refuse_all`] | Escape is no choice; "Refuse all" closes in place, focus on "Manage my cookies"; nothing optional is set or fetched afterwards |
 //! | [`keyboard_only`] | Tab / Shift+Tab stay in the dialog, focus ring visible, Enter opens "Customise", Space ticks a category, Enter saves, focus returns to "Manage my cookies"; Escape and the close button close it again |
-//! | [`without_javascript`] | the plain form: POST, 303 back to the page, consent cookie set; "Manage my cookies" through `:target`, and a withdrawal sweeps the HttpOnly cookie too |
+//! | [`without_javascript`] | the plain form: POST, 303 back to the page, consent cookie set; "Manage my cookies" and "Customise" are links to `/.consentry/preferences`, whose form's withdrawal sweeps the HttpOnly cookie too and returns to the page |
 //! | [`with_a_content_security_policy`] | with `[policy.demo.csp]`: the banner runs by its nonce, a tracker injected later by script is refused by the browser, "Accept all" reloads under a CSP that lets it and the page's inline tags run, no violation |
+//! | [`under_the_origin_s_own_strict_csp`] | the origin sends a strict nonce/`'strict-dynamic'` CSP allowing none of consentry's paths: banner.js runs, banner.css applies, Customise fetches the preferences page and "Accept all" posts, with no violation for `/.consentry/` (fails without the CSP rewrite) |
 //! | [`a_new_policy_revision_asks_again`] | after the policy's `revision` is raised (hot reload), the banner asks again, nothing optional runs and the cookies allowed before are deleted; the new choice's receipt names the new revision |
 //! | [`over_https`] | the same loop on HTTPS: the consent cookie is `Secure`, a `Secure; SameSite=None` analytics cookie is set and then swept |
 //! | [`screenshots`] | the banner, first visit and "Customise" open, and the page after a choice, saved under `test-artifacts/browser/`: desktop 1280×900; phone 390×844 on the demo page (no `<meta name="viewport">`, so shown zoomed out), with and without JavaScript, and on the same page made for phones, in English and German; layout checked in screen pixels |
@@ -45,12 +46,10 @@ use common::{Origin, origin, within};
 use consentry::server::Running;
 use serde_json::{Value, json};
 
-/// What the tests add to `config/demo.toml`: where receipts go, and the
-/// tracker's host (`TRACKER`) and cookie, as `config/compose.toml` declares
+/// What the tests add to `config/demo.toml` (whose receipts they move into
+/// the test's directory): the tracker's host (`TRACKER`) and cookie, as `config/compose.toml` declares
 /// them.
 const ADDED_CONFIG: &str = r#"
-[receipts]
-path = "receipts.jsonl"
 
 [[policy.demo.resource]]
 match = "TRACKER"
@@ -72,6 +71,13 @@ fn chromium() -> Option<PathBuf> {
     if path.exists() {
         Some(path)
     } else {
+        // CI installs Chromium first (.ci/run) and sets this, so that a
+        // failed install fails the tests instead of skipping them.
+        assert!(
+            std::env::var_os("CONSENTRY_REQUIRE_BROWSER").is_none_or(|v| v.is_empty() || v == "0"),
+            "CONSENTRY_REQUIRE_BROWSER is set but {} does not exist",
+            path.display()
+        );
         eprintln!(
             "NOTICE: skipping the browser test: {} not found (apt-get install chromium, or set CONSENTRY_CHROMIUM)",
             path.display()
@@ -155,29 +161,44 @@ struct Setup {
     /// Serve the site over HTTPS (a self-signed certificate Chromium is
     /// told to accept) instead of plain HTTP.
     https: bool,
+    /// The origin's own `Content-Security-Policy` on its home page.
+    origin_csp: Option<&'static str>,
 }
 
 /// The demo site as `consentry demo` serves it.
-const DEMO: Setup =
-    Setup { site: "shop.test", tracker: "tracker.test", responsive: false, config: "", https: false };
+const DEMO: Setup = Setup {
+    site: "shop.test",
+    tracker: "tracker.test",
+    responsive: false,
+    config: "",
+    https: false,
+    origin_csp: None,
+};
 
 impl Shop {
     async fn start(setup: Setup) -> Shop {
         let tracker = Tracker::start().await;
         let tracker_url = format!("http://{}/tracker.js", setup.tracker);
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let (origin, server) = if setup.responsive {
-            let page = consentry::demo::home_page(Some(&tracker_url)).replacen(
-                "<meta charset=\"utf-8\">",
-                "<meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
-                1,
-            );
+        let (origin, server) = if setup.responsive || setup.origin_csp.is_some() {
+            let mut page = consentry::demo::home_page(Some(&tracker_url)).into_owned();
+            if setup.responsive {
+                page = page.replacen(
+                    "<meta charset=\"utf-8\">",
+                    "<meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
+                    1,
+                );
+            }
+            let csp = setup.origin_csp;
             let server = origin()
                 .route_fn("/", move |_| {
                     let mut response = http::Response::new(consentry::body::full(page.clone()));
                     response
                         .headers_mut()
                         .insert("content-type", "text/html; charset=utf-8".parse().unwrap());
+                    if let Some(csp) = csp {
+                        response.headers_mut().insert("content-security-policy", csp.parse().unwrap());
+                    }
                     async move { response }
                 })
                 .fallback_fn(|request| async move { consentry::demo::respond(&request) })
@@ -203,6 +224,7 @@ impl Shop {
             ("http = \"127.0.0.1:8080\"", listen.as_str()),
             ("hosts = [\"localhost\", \"127.0.0.1\"]", hosts_line.as_str()),
             ("origin = \"http://127.0.0.1:8081\"", origin_line.as_str()),
+            ("path = \"demo-receipts.jsonl\"", "path = \"receipts.jsonl\""),
         ] {
             assert!(config.contains(from), "config/demo.toml no longer has {from}");
             config = config.replacen(from, to, 1);
@@ -355,7 +377,10 @@ async fn eventually(what: &str, condition: impl Fn() -> bool) {
 }
 
 const DIALOG_SHOWN: &str = "document.getElementById('consentry-dialog').checkVisibility()";
-const DIALOG_HIDDEN: &str = "!document.getElementById('consentry-dialog').checkVisibility()";
+/// Hidden, or not in the page at all (with valid consent only "Manage my
+/// cookies" is injected).
+const DIALOG_HIDDEN: &str = "!document.getElementById('consentry-dialog')?.checkVisibility()";
+const DIALOG_ABSENT: &str = "document.getElementById('consentry-dialog') === null";
 const TRACKER_RAN: &str = "document.getElementById('demo-tracker-ran') !== null";
 const TRACKER_SCRIPT_TYPE: &str = "document.querySelector('script[src*=\"tracker.test\"]').type";
 
@@ -431,9 +456,9 @@ async fn accept_all_then_refuse_analytics() {
         }
         assert!(cookie(&jar, "visitor_stats").unwrap().http_only, "visitor_stats is HttpOnly");
         assert_eq!(cookie(&jar, "legacy_visitor"), None, "an undeclared cookie stays blocked");
-        // With consent the page is served as it is: banner closed, the
-        // "Manage my cookies" control shown, the tracker runs on load.
-        assert_eq!(page.eval(DIALOG_HIDDEN).await, json!(true));
+        // With consent the page is served as it is: no dialog injected,
+        // only the "Manage my cookies" control, the tracker runs on load.
+        assert_eq!(page.eval(DIALOG_ABSENT).await, json!(true), "the dialog is injected with valid consent");
         assert_eq!(page.eval("document.getElementById('consentry-manage').checkVisibility()").await, json!(true));
         assert_eq!(page.eval(TRACKER_RAN).await, json!(true));
         assert_eq!(page.eval(TRACKER_SCRIPT_TYPE).await, json!(""));
@@ -526,7 +551,7 @@ async fn refuse_all() {
             "refusing on a first visit needs no reload"
         );
         page.reload().await;
-        assert_eq!(page.eval(DIALOG_HIDDEN).await, json!(true), "the banner does not ask again");
+        assert_eq!(page.eval(DIALOG_ABSENT).await, json!(true), "the banner does not ask again");
         let jar = visit.jar().await;
         assert!(cookie(&jar, "consentry").is_some(), "{:?}", names(&jar));
         assert_eq!(
@@ -709,21 +734,25 @@ async fn without_javascript() {
         for name in ANALYTICS.iter().chain(ADVERTISING) {
             assert!(cookie(&jar, name).is_some(), "{name} not set after Accept all: {:?}", names(&jar));
         }
-        assert_eq!(page.eval(DIALOG_HIDDEN).await, json!(true));
+        assert_eq!(page.eval(DIALOG_ABSENT).await, json!(true));
         assert_eq!(page.eval(TRACKER_SCRIPT_TYPE).await, json!(""), "served as it is now");
 
-        // "Manage my cookies" opens the dialog through :target; Customise
-        // is a <details>; Save posts the switches.
+        // "Manage my cookies" is a link to the preferences page, which has
+        // the whole dialog with Customise open; Save posts the switches and
+        // the answer returns to the page.
+        let token = page.mark_document().await;
         page.click("#consentry-manage").await;
+        page.wait_for_new_document(&token).await;
+        assert_eq!(page.eval("location.pathname").await, json!("/.consentry/preferences"));
         page.wait_for("the dialog to open without JavaScript", DIALOG_SHOWN).await;
-        page.click("#consentry-customise").await;
-        page.wait_for("Customise to open", "document.getElementById('consentry-prefs').open").await;
+        page.wait_for("Customise to be open", "document.getElementById('consentry-prefs').open").await;
         let analytics = "document.getElementById('consentry-cat-analytics-box').checked";
         assert_eq!(page.eval(analytics).await, json!(true), "the switch shows the choice");
         page.click("#consentry-cat-analytics-box").await;
         let token = page.mark_document().await;
         page.click("#consentry-save").await;
         page.wait_for_new_document(&token).await;
+        assert_eq!(page.eval("location.pathname").await, json!("/"), "back on the page");
         let jar = visit.jar().await;
         assert_eq!(shop.in_categories(&jar, &["analytics"]), Vec::<String>::new(), "{:?}", names(&jar));
         assert!(cookie(&jar, "_fbp").is_some(), "{:?}", names(&jar));
@@ -919,6 +948,67 @@ async fn with_a_content_security_policy() {
         assert_eq!(page.eval("window.__violations").await, json!([]));
         assert_eq!(page.exceptions(), Vec::<String>::new(), "uncaught exceptions in the page");
         assert_eq!(shop.receipts().len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_origin_s_own_strict_csp() {
+    let Some(binary) = chromium() else { return };
+    within(async {
+        // A strict, nonce-based policy of the site's own that allows none of
+        // consentry's paths: no 'self', styles, fetches and forms elsewhere.
+        const STRICT: Setup = Setup {
+            origin_csp: Some(
+                "script-src 'nonce-s1te' 'strict-dynamic'; style-src https://cdn.example; \
+                 connect-src https://api.example; form-action https://pay.example; object-src 'none'",
+            ),
+            ..DEMO
+        };
+        let visit = Visit::start(&binary, &[STRICT]).await;
+        let shop = visit.shop();
+        let page = visit.cdp.new_page().await;
+        page.init_script(
+            "window.__violations = []; document.addEventListener('securitypolicyviolation', \
+             e => window.__violations.push(e.effectiveDirective + ' ' + e.blockedURI));",
+        )
+        .await;
+        page.record_network().await;
+        page.goto(&shop.url("/")).await;
+        page.wait_for("the banner to show", DIALOG_SHOWN).await;
+        let csp = document_csp(&page, 0).await;
+        assert!(csp.starts_with("script-src 'nonce-s1te' 'strict-dynamic' 'nonce-"), "{csp}");
+        // banner.js ran (its nonce) and banner.css applies (its path).
+        assert_eq!(page.focused().await, "consentry-dialog", "banner.js ran: {csp}");
+        assert_eq!(
+            page.eval("getComputedStyle(document.getElementById('consentry-banner')).position").await,
+            json!("fixed"),
+            "banner.css applied"
+        );
+        // Customise fetches the preferences page in place (connect-src).
+        page.click("#consentry-customise").await;
+        page.wait_for("Customise to open", "document.getElementById('consentry-prefs')?.open").await;
+        assert_eq!(page.eval("location.pathname").await, json!("/"), "fetched, not followed");
+        let ours = "window.__violations.filter(v => v.includes('/.consentry/'))";
+        assert_eq!(page.eval(ours).await, json!([]), "consentry's own requests refused");
+        assert_ne!(page.eval("window.__violations.length").await, json!(0), "the site's CSP is enforced");
+        // Accept all posts with fetch; the page reloads under the new consent.
+        let token = page.mark_document().await;
+        page.click("#consentry-accept-all").await;
+        page.wait_for_new_document(&token).await;
+        assert_eq!(shop.receipts().len(), 1);
+        assert!(cookie(&visit.jar().await, "consentry").is_some());
+        // The site's own inline tags (no nonce) stay blocked by its policy;
+        // nothing of consentry's was refused.
+        let violations = page.eval("window.__violations").await;
+        let ours: Vec<&Value> = violations
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v.as_str().unwrap_or("").contains("/.consentry/"))
+            .collect();
+        assert!(ours.is_empty(), "consentry's own requests refused: {violations}");
+        assert_eq!(page.exceptions(), Vec::<String>::new(), "uncaught exceptions in the page");
     })
     .await;
 }

@@ -290,3 +290,17 @@ fn banner_needs_consentrys_own_cookie_and_known_languages() {
     assert_eq!(errs.len(), 1, "{errs:#?}");
     assert!(errs[0].message.contains("xx"), "{}", errs[0]);
 }
+
+#[test]
+fn receipt_ip_settings_are_checked() {
+    assert!(errors(&policy("[policy.default.receipts]\nip = \"full\"\n")).is_empty());
+    assert!(errors(&policy("[policy.default.receipts]\nipv4_prefix = 16\nipv6_prefix = 32\n")).is_empty());
+    one_error(&policy("[policy.default.receipts]\nip = \"partial\"\n"), "\"partial\"", "receipts.ip must be");
+    one_error(
+        &policy("[policy.default.receipts]\nipv4_prefix = 33\n"),
+        "33",
+        "receipts.ipv4_prefix must be 0 to 32",
+    );
+    one_error(&policy("[policy.default.receipts]\nipv6_prefix = 129\n"), "129", "0 to 128");
+    one_error(&policy("[policy.default.receipts]\nip = \"none\"\nport = 1\n"), "port", "unknown field");
+}

@@ -436,7 +436,7 @@ fn utf16_pages_pass_through_and_are_counted() {
 }
 
 #[test]
-fn the_banner_goes_before_the_first_body_end_or_at_the_end() {
+fn the_banner_goes_before_the_first_body_end_or_at_the_end_of_a_document() {
     let s = default_site();
     let with = |page: &str, chunk: usize| {
         let o = consentry::html::PageOptions {
@@ -450,12 +450,19 @@ fn the_banner_goes_before_the_first_body_end_or_at_the_end() {
             with("<html><body><p>x</p></body></html>", chunk),
             "<html><body><p>x</p><div id=cb></div></body></html>"
         );
-        assert_eq!(with("<p>no body</p>", chunk), "<p>no body</p><div id=cb></div>");
+        // A document whose </body> (or whole body) is missing: at the end.
+        assert_eq!(with("<html><p>no body end", chunk), "<html><p>no body end<div id=cb></div>");
+        assert_eq!(with("<body><p>cut short", chunk), "<body><p>cut short<div id=cb></div>");
         assert_eq!(
             with("<body>a</body><body>b</body>", chunk),
             "<body>a<div id=cb></div></body><body>b</body>"
         );
-        assert_eq!(with("", chunk), "<div id=cb></div>");
+        // Neither <html> nor <body>: a fragment (htmx, XHR, an include
+        // served as text/html), never given a banner.
+        assert_eq!(with("<p>no body</p>", chunk), "<p>no body</p>");
+        assert_eq!(with("<tr><td>row</td></tr>", chunk), "<tr><td>row</td></tr>");
+        assert_eq!(with("<!-- <html> --><div>x</div>", chunk), "<!-- <html> --><div>x</div>");
+        assert_eq!(with("", chunk), "");
     }
 }
 

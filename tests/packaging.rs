@@ -345,7 +345,14 @@ fn the_build_context_has_every_copy_source_and_nothing_private() {
     assert!(checked > 20, "only {checked} files checked");
     // What must never reach the builder: gigabytes of build output, the
     // repository, keys. (The revision comes in as a build argument.)
-    for private in [".git/HEAD", "target/debug/consentry", "certs/localhost-key.pem", "receipts.jsonl"] {
+    for private in [
+        ".git/HEAD",
+        "target/debug/consentry",
+        "certs/localhost-key.pem",
+        "receipts.jsonl",
+        "config/demo-receipts.jsonl",
+        "config/demo-receipts.jsonl.20261206T120000Z",
+    ] {
         assert!(ignore.excludes(private), ".dockerignore lets {private} through");
     }
     // The build still compiles the crate's whole manifest: every target
@@ -1007,9 +1014,28 @@ fn the_deployment_probes_serves_and_stops_as_its_config_says() {
         .filter(|m| m["readOnly"] != Value::Bool(true))
         .map(|m| m["mountPath"].as_str().unwrap())
         .collect();
-    if let Some(receipts) = &snapshot.receipts.path {
-        let receipts = receipts.to_str().unwrap();
-        assert!(writable.iter().any(|w| receipts.starts_with(w)), "receipts {receipts} on a read-only root");
+    let receipts = snapshot.receipts.path.as_ref().expect("the example writes receipts");
+    let receipts = receipts.to_str().unwrap();
+    let mount = mounts
+        .iter()
+        .filter(|m| m["readOnly"] != Value::Bool(true))
+        .find(|m| receipts.starts_with(m["mountPath"].as_str().unwrap()))
+        .unwrap_or_else(|| panic!("receipts {receipts} on a read-only root ({writable:?})"));
+    // Rotation must fit the volume with margin: a full volume evicts the
+    // pod (emptyDir) or fails every consent POST with 503.
+    let volume = pod["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .expect("the receipts volume");
+    if let Some(limit) = volume["emptyDir"]["sizeLimit"].as_str() {
+        let bytes = quantity_bytes(limit);
+        let rotate = snapshot.receipts.max_bytes;
+        assert!(
+            bytes >= rotate.saturating_mul(4),
+            "emptyDir sizeLimit {limit} ({bytes} B) holds fewer than 4 receipt files of max_bytes {rotate} B"
+        );
     }
 
     // Termination: preStop pause + drain fit in the grace period.
@@ -1023,6 +1049,34 @@ fn the_deployment_probes_serves_and_stops_as_its_config_says() {
         "terminationGracePeriodSeconds {grace:?} <= preStop {pause:?} + shutdown_grace {:?}",
         snapshot.limits.shutdown_grace
     );
+}
+
+/// A Kubernetes quantity in bytes (`256Mi`, `1Gi`, `500M`, `1000`).
+fn quantity_bytes(q: &str) -> u64 {
+    let units: [(&str, u64); 8] = [
+        ("Ki", 1 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("Ti", 1 << 40),
+        ("k", 1000),
+        ("M", 1_000_000),
+        ("G", 1_000_000_000),
+        ("T", 1_000_000_000_000),
+    ];
+    for (suffix, factor) in units {
+        if let Some(n) = q.strip_suffix(suffix) {
+            return n.parse::<u64>().unwrap_or_else(|_| panic!("quantity {q}")) * factor;
+        }
+    }
+    q.parse().unwrap_or_else(|_| panic!("quantity {q}"))
+}
+
+#[test]
+fn quantities_parse() {
+    assert_eq!(quantity_bytes("256Mi"), 256 << 20);
+    assert_eq!(quantity_bytes("1Gi"), 1 << 30);
+    assert_eq!(quantity_bytes("500M"), 500_000_000);
+    assert_eq!(quantity_bytes("1000"), 1000);
 }
 
 #[test]
