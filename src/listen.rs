@@ -31,7 +31,6 @@
 //! reload applies to new connections; `max_connections` and listener
 //! addresses need a restart.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
@@ -55,6 +54,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::body::{Body, BoxError};
 use crate::error::ProxyError;
+use crate::h2_request;
 use crate::server::Shared;
 use crate::snapshot::Snapshot;
 
@@ -245,9 +245,22 @@ pub async fn serve<I, H, F>(
     let handler = Arc::new(handler);
     let service_activity = activity.clone();
     let service = service_fn(move |request: Request<Incoming>| {
+        // A malformed HTTP/2 request is reset here, before any stage (or
+        // the origin) sees it: h2 resets the stream with the reason of
+        // the `h2::Error` a service fails with.
+        let future = match h2_request::check(&request) {
+            Ok(()) => Ok(handler(request)),
+            Err(why) => Err(why),
+        };
         let guard = service_activity.start();
-        let future = handler(request);
         async move {
+            let future = match future {
+                Ok(future) => future,
+                Err(why) => {
+                    tracing::info!(error = %why, "malformed HTTP/2 request; stream reset");
+                    return Err(h2::Error::from(h2::Reason::PROTOCOL_ERROR));
+                }
+            };
             let response = match AssertUnwindSafe(future).catch_unwind().await {
                 Ok(response) => response,
                 Err(panic) => {
@@ -256,7 +269,7 @@ pub async fn serve<I, H, F>(
                     error.to_response()
                 }
             };
-            Ok::<_, Infallible>(response.map(|body| Guarded { inner: body, _guard: guard }))
+            Ok::<_, h2::Error>(response.map(|body| Guarded { inner: body, _guard: guard }))
         }
     });
     {
