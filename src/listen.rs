@@ -23,6 +23,11 @@
 //! - **HTTP/2 floods**: `max_concurrent_streams` from the config, and the
 //!   counters hyper exposes against rapid-reset (CVE-2023-44487) and
 //!   "made you reset" (CVE-2025-8671) floods.
+//!   Below hyper, [`H2Guard`] bounds every kind of no-work frame flood
+//!   (rapid reset, empty DATA, CONTINUATION, PING, SETTINGS, PRIORITY) with
+//!   one token bucket and answers GOAWAY `ENHANCE_YOUR_CALM`.
+//! - **malformed HTTP/2 requests** ([`h2_request`]): reset with
+//!   `PROTOCOL_ERROR` before any stage runs, never forwarded.
 //! - **panics**: the request future runs under `catch_unwind`; a panicking
 //!   stage becomes a 500 for that request, and even a panic outside it only
 //!   ends that connection's task.
@@ -54,6 +59,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::body::{Body, BoxError};
 use crate::error::ProxyError;
+use crate::h2_guard::H2Guard;
 use crate::h2_request;
 use crate::server::Shared;
 use crate::snapshot::Snapshot;
@@ -216,10 +222,13 @@ async fn connection(stream: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor
     };
     let idle = (limits.header_read_timeout, limits.idle_timeout);
     match tls {
-        None => serve(stream, &builder, handler, &conn.activity, &shared.tasks, idle).await,
+        None => serve(H2Guard::new(stream, peer), &builder, handler, &conn.activity, &shared.tasks, idle).await,
         Some(acceptor) => {
             match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => serve(stream, &builder, handler, &conn.activity, &shared.tasks, idle).await,
+                Ok(Ok(stream)) => {
+                    let stream = H2Guard::new(stream, peer);
+                    serve(stream, &builder, handler, &conn.activity, &shared.tasks, idle).await;
+                }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "tls handshake failed"),
                 Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
             }
