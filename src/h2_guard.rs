@@ -22,7 +22,13 @@
 //! follows the outbound frame boundaries too — naming the last stream the
 //! client opened), logs, and fails the connection, so memory and CPU spent
 //! on one client stay bounded however fast it sends.
+//!
+//! The same GOAWAY (with `FRAME_SIZE_ERROR`) ends a connection as soon as a
+//! control frame *declares* a wrong size — h2 would wait for a payload that
+//! may never come — and (with `STREAM_CLOSED`) one that sends DATA or
+//! HEADERS on a stream the client itself ended or reset (RFC 9113 §5.1).
 
+use std::collections::{HashSet, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -48,6 +54,9 @@ const WINDOW_UPDATE: u8 = 0x8;
 const CONTINUATION: u8 = 0x9;
 const END_STREAM: u8 = 0x1;
 const ACK: u8 = 0x1;
+const GOAWAY: u8 = 0x7;
+const STREAM_CLOSED: u32 = 0x5;
+const FRAME_SIZE_ERROR: u32 = 0x6;
 const ENHANCE_YOUR_CALM: u32 = 0xb;
 
 /// What the guard knows of a byte stream's framing.
@@ -167,6 +176,17 @@ impl Bucket {
     }
 }
 
+/// Client streams remembered as closed (by the client's END_STREAM or
+/// RST_STREAM), for the STREAM_CLOSED check.
+const CLOSED_REMEMBERED: usize = 256;
+
+/// Why the guard ends a connection: what, and the GOAWAY code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Verdict {
+    why: &'static str,
+    code: u32,
+}
+
 /// The inbound side's verdicts.
 #[derive(Debug)]
 struct Inbound {
@@ -176,31 +196,78 @@ struct Inbound {
     last_stream: u32,
     /// The stream of the last HEADERS frame, while nothing else came.
     just_opened: Option<u32>,
-    /// Whether a flood was seen.
-    tripped: Option<&'static str>,
+    /// The client streams closed most recently, oldest first, and the same
+    /// as a set: O(1) per frame, bounded memory.
+    closed_order: VecDeque<u32>,
+    closed: HashSet<u32>,
+    verdict: Option<Verdict>,
 }
 
 impl Inbound {
+    fn new() -> Inbound {
+        Inbound {
+            frames: FrameReader::default(),
+            bucket: Bucket::new(),
+            last_stream: 0,
+            just_opened: None,
+            closed_order: VecDeque::with_capacity(CLOSED_REMEMBERED),
+            closed: HashSet::with_capacity(CLOSED_REMEMBERED),
+            verdict: None,
+        }
+    }
+
+    fn close_stream(&mut self, stream: u32) {
+        if stream == 0 || !self.closed.insert(stream) {
+            return;
+        }
+        self.closed_order.push_back(stream);
+        if self.closed_order.len() > CLOSED_REMEMBERED
+            && let Some(old) = self.closed_order.pop_front()
+        {
+            self.closed.remove(&old);
+        }
+    }
+
     fn on_frame(&mut self, header: Header, increment: Option<u32>) {
+        if self.verdict.is_some() {
+            return;
+        }
+        if increment.is_none()
+            && let Some(verdict) = self.violation(header)
+        {
+            self.verdict = Some(verdict);
+            return;
+        }
         let no_work = match (header.kind, increment) {
             (WINDOW_UPDATE, None) => {
-                // Scored once the increment is known (a bad size is h2's).
+                // Scored once the increment is known.
                 return;
             }
             (WINDOW_UPDATE, Some(increment)) => (increment == 0).then_some("zero WINDOW_UPDATE"),
             (HEADERS, _) => {
                 self.last_stream = self.last_stream.max(header.stream);
                 self.just_opened = Some(header.stream);
+                if header.flags & END_STREAM != 0 {
+                    self.close_stream(header.stream);
+                }
                 return;
             }
-            (RST_STREAM, _) if self.just_opened == Some(header.stream) => Some("HEADERS + RST_STREAM"),
-            (RST_STREAM, _) => Some("RST_STREAM"),
-            (DATA, _) if header.len == 0 && header.flags & END_STREAM == 0 => Some("empty DATA"),
+            (RST_STREAM, _) => {
+                let rapid = self.just_opened == Some(header.stream);
+                self.close_stream(header.stream);
+                Some(if rapid { "HEADERS + RST_STREAM" } else { "RST_STREAM" })
+            }
+            (DATA, _) => {
+                if header.flags & END_STREAM != 0 {
+                    self.close_stream(header.stream);
+                }
+                (header.len == 0 && header.flags & END_STREAM == 0).then_some("empty DATA")
+            }
             (CONTINUATION, _) => Some("CONTINUATION"),
             (PING, _) if header.flags & ACK == 0 => Some("PING"),
             (SETTINGS, _) if header.flags & ACK == 0 => Some("SETTINGS"),
             (PRIORITY, _) => Some("PRIORITY"),
-            (DATA | PING | SETTINGS | 0x5 | 0x7, _) => None,
+            (PING | SETTINGS | 0x5 | 0x7, _) => None,
             _ => Some("unknown frame type"),
         };
         if header.kind != CONTINUATION {
@@ -208,9 +275,30 @@ impl Inbound {
         }
         if let Some(kind) = no_work
             && !self.bucket.take()
-            && self.tripped.is_none()
         {
-            self.tripped = Some(kind);
+            self.verdict = Some(Verdict { why: kind, code: ENHANCE_YOUR_CALM });
+        }
+    }
+
+    /// Errors h2 would report only once the whole frame arrived (a frame
+    /// whose declared size is wrong may never complete), and DATA or
+    /// HEADERS on a stream the client itself closed, which h2 answers
+    /// with a stream reset although the client is past any doubt: RFC 9113
+    /// §5.1 lets that be a connection error of type STREAM_CLOSED.
+    fn violation(&self, header: Header) -> Option<Verdict> {
+        let size = |why| Some(Verdict { why, code: FRAME_SIZE_ERROR });
+        match header.kind {
+            SETTINGS if header.len % 6 != 0 || (header.flags & ACK != 0 && header.len != 0) => {
+                size("SETTINGS of a bad size")
+            }
+            PING if header.len != 8 => size("PING of a bad size"),
+            WINDOW_UPDATE if header.len != 4 => size("WINDOW_UPDATE of a bad size"),
+            RST_STREAM if header.len != 4 => size("RST_STREAM of a bad size"),
+            GOAWAY if header.len < 8 => size("GOAWAY of a bad size"),
+            DATA | HEADERS if self.closed.contains(&header.stream) => {
+                Some(Verdict { why: "frame on a stream the client closed", code: STREAM_CLOSED })
+            }
+            _ => None,
         }
     }
 }
@@ -243,22 +331,16 @@ impl<I> H2Guard<I> {
             inner,
             peer,
             mode: Mode::Preface(0),
-            inbound: Inbound {
-                frames: FrameReader::default(),
-                bucket: Bucket::new(),
-                last_stream: 0,
-                just_opened: None,
-                tripped: None,
-            },
+            inbound: Inbound::new(),
             outbound: FrameReader::default(),
             goaway: None,
             read_waker: None,
         }
     }
 
-    /// Whether a flood tripped the guard.
+    /// Whether the guard ended the connection (a flood or a violation).
     pub fn tripped(&self) -> bool {
-        self.inbound.tripped.is_some()
+        self.inbound.verdict.is_some()
     }
 
     /// Looks at bytes just read.
@@ -277,16 +359,21 @@ impl<I> H2Guard<I> {
             let mut frames = std::mem::take(&mut inbound.frames);
             frames.feed(bytes, |header, increment| inbound.on_frame(header, increment));
             inbound.frames = frames;
-            if let Some(kind) = inbound.tripped
+            if let Some(verdict) = inbound.verdict
                 && self.goaway.is_none()
             {
-                tracing::warn!(peer = %self.peer, flood = kind, last_stream = inbound.last_stream,
-                    "HTTP/2 flood; GOAWAY ENHANCE_YOUR_CALM");
+                if verdict.code == ENHANCE_YOUR_CALM {
+                    tracing::warn!(peer = %self.peer, flood = verdict.why, last_stream = inbound.last_stream,
+                        "HTTP/2 flood; GOAWAY ENHANCE_YOUR_CALM");
+                } else {
+                    tracing::info!(peer = %self.peer, error = verdict.why, code = verdict.code,
+                        "HTTP/2 protocol error; GOAWAY");
+                }
                 let mut frame = [0u8; 17];
                 frame[2] = 8;
-                frame[3] = 0x7;
+                frame[3] = GOAWAY;
                 frame[9..13].copy_from_slice(&inbound.last_stream.to_be_bytes());
-                frame[13..17].copy_from_slice(&ENHANCE_YOUR_CALM.to_be_bytes());
+                frame[13..17].copy_from_slice(&verdict.code.to_be_bytes());
                 self.goaway = Some(Goaway { frame, written: 0 });
             }
         }
@@ -294,7 +381,7 @@ impl<I> H2Guard<I> {
 }
 
 fn flood() -> io::Error {
-    io::Error::new(io::ErrorKind::ConnectionAborted, "HTTP/2 flood: GOAWAY ENHANCE_YOUR_CALM sent")
+    io::Error::new(io::ErrorKind::ConnectionAborted, "HTTP/2 guard sent GOAWAY")
 }
 
 impl<I: AsyncWrite + Unpin> H2Guard<I> {
@@ -544,6 +631,49 @@ mod tests {
             tokio::time::advance(std::time::Duration::from_millis(u64::from(2000 / REFILL_PER_SEC))).await;
         }
         assert!(!guard.tripped());
+    }
+
+    /// The GOAWAY code the guard sent, if any.
+    fn goaway_code(back: &[u8]) -> Option<u32> {
+        (back.len() == 17 && back[3] == GOAWAY).then(|| u32::from_be_bytes([back[13], back[14], back[15], back[16]]))
+    }
+
+    #[tokio::test]
+    async fn a_control_frame_of_a_bad_size_is_refused_before_its_payload() {
+        // Declared 9 bytes of SETTINGS, 8 sent: h2 would wait for the ninth.
+        let mut bytes = h2_with([]);
+        bytes.extend_from_slice(&[0, 0, 9, SETTINGS, 0, 0, 0, 0, 0]);
+        bytes.extend_from_slice(&[0; 8]);
+        let (_, tripped, back) = through(bytes, 4096).await;
+        assert!(tripped);
+        assert_eq!(goaway_code(&back), Some(FRAME_SIZE_ERROR));
+        for bad in [frame(PING, 0, 0, &[0; 6]), frame(WINDOW_UPDATE, 0, 0, &[0; 3]), frame(SETTINGS, ACK, 0, &[0])] {
+            let (_, _, back) = through(h2_with([bad.clone()]), 4096).await;
+            assert_eq!(goaway_code(&back), Some(FRAME_SIZE_ERROR), "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn frames_on_a_stream_the_client_ended_are_a_connection_error() {
+        for after in [frame(DATA, END_STREAM, 1, b"late"), frame(HEADERS, 0x5, 1, b"x")] {
+            let frames = [frame(HEADERS, 0x5, 1, b"x"), after.clone()];
+            let (_, _, back) = through(h2_with(frames), 4096).await;
+            assert_eq!(goaway_code(&back), Some(STREAM_CLOSED), "{after:?}");
+        }
+        // After the client's own reset too; WINDOW_UPDATE and PRIORITY stay
+        // allowed, and so are trailers on a stream still open.
+        let frames = [frame(HEADERS, 0x4, 1, b"x"), frame(RST_STREAM, 0, 1, &[0, 0, 0, 8]), frame(DATA, 0, 1, b"x")];
+        let (_, _, back) = through(h2_with(frames), 4096).await;
+        assert_eq!(goaway_code(&back), Some(STREAM_CLOSED));
+        let fine = [
+            frame(HEADERS, 0x4, 1, b"x"),
+            frame(DATA, 0, 1, b"body"),
+            frame(HEADERS, 0x5, 1, b"trailers"),
+            frame(WINDOW_UPDATE, 0, 1, &[0, 0, 1, 0]),
+            frame(PRIORITY, 0, 1, &[0, 0, 0, 0, 16]),
+        ];
+        let (_, tripped, back) = through(h2_with(fine), 4096).await;
+        assert!(!tripped && back.is_empty());
     }
 
     #[test]

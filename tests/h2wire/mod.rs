@@ -144,6 +144,8 @@ pub struct Conn {
     pub last_headers: Vec<(Vec<u8>, Vec<u8>)>,
     /// The server's SETTINGS_MAX_FRAME_SIZE.
     pub max_frame_size: usize,
+    /// The settings the server sent first.
+    pub settings: Vec<(u16, u32)>,
 }
 
 impl Conn {
@@ -170,6 +172,7 @@ impl Conn {
             block: None,
             last_headers: Vec::new(),
             max_frame_size: 16_384,
+            settings: Vec::new(),
         }
     }
 
@@ -183,10 +186,12 @@ impl Conn {
         while !(theirs && acked) {
             match conn.next(WAIT).await {
                 Event::Frame(f) if f.kind == SETTINGS && f.flags & ACK == 0 => {
-                    for s in f.payload.chunks(6) {
-                        if s.len() == 6 && u16::from_be_bytes([s[0], s[1]]) == 5 {
-                            conn.max_frame_size = u32::from_be_bytes([s[2], s[3], s[4], s[5]]) as usize;
+                    for s in f.payload.chunks(6).filter(|s| s.len() == 6) {
+                        let (id, value) = (u16::from_be_bytes([s[0], s[1]]), u32::from_be_bytes([s[2], s[3], s[4], s[5]]));
+                        if id == 5 {
+                            conn.max_frame_size = value as usize;
                         }
+                        conn.settings.push((id, value));
                     }
                     conn.send(&frame(SETTINGS, ACK, 0, &[])).await;
                     theirs = true;
