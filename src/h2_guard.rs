@@ -288,7 +288,7 @@ impl Inbound {
     fn violation(&self, header: Header) -> Option<Verdict> {
         let size = |why| Some(Verdict { why, code: FRAME_SIZE_ERROR });
         match header.kind {
-            SETTINGS if header.len % 6 != 0 || (header.flags & ACK != 0 && header.len != 0) => {
+            SETTINGS if !header.len.is_multiple_of(6) || (header.flags & ACK != 0 && header.len != 0) => {
                 size("SETTINGS of a bad size")
             }
             PING if header.len != 8 => size("PING of a bad size"),
@@ -635,7 +635,8 @@ mod tests {
 
     /// The GOAWAY code the guard sent, if any.
     fn goaway_code(back: &[u8]) -> Option<u32> {
-        (back.len() == 17 && back[3] == GOAWAY).then(|| u32::from_be_bytes([back[13], back[14], back[15], back[16]]))
+        (back.len() == 17 && back[3] == GOAWAY)
+            .then(|| u32::from_be_bytes([back[13], back[14], back[15], back[16]]))
     }
 
     #[tokio::test]
@@ -647,7 +648,9 @@ mod tests {
         let (_, tripped, back) = through(bytes, 4096).await;
         assert!(tripped);
         assert_eq!(goaway_code(&back), Some(FRAME_SIZE_ERROR));
-        for bad in [frame(PING, 0, 0, &[0; 6]), frame(WINDOW_UPDATE, 0, 0, &[0; 3]), frame(SETTINGS, ACK, 0, &[0])] {
+        for bad in
+            [frame(PING, 0, 0, &[0; 6]), frame(WINDOW_UPDATE, 0, 0, &[0; 3]), frame(SETTINGS, ACK, 0, &[0])]
+        {
             let (_, _, back) = through(h2_with([bad.clone()]), 4096).await;
             assert_eq!(goaway_code(&back), Some(FRAME_SIZE_ERROR), "{bad:?}");
         }
@@ -662,7 +665,8 @@ mod tests {
         }
         // After the client's own reset too; WINDOW_UPDATE and PRIORITY stay
         // allowed, and so are trailers on a stream still open.
-        let frames = [frame(HEADERS, 0x4, 1, b"x"), frame(RST_STREAM, 0, 1, &[0, 0, 0, 8]), frame(DATA, 0, 1, b"x")];
+        let frames =
+            [frame(HEADERS, 0x4, 1, b"x"), frame(RST_STREAM, 0, 1, &[0, 0, 0, 8]), frame(DATA, 0, 1, b"x")];
         let (_, _, back) = through(h2_with(frames), 4096).await;
         assert_eq!(goaway_code(&back), Some(STREAM_CLOSED));
         let fine = [
@@ -684,7 +688,10 @@ mod tests {
         for b in &bytes {
             reader.feed(std::slice::from_ref(b), |h, inc| seen.push((h.kind, h.stream, h.len, inc)));
         }
-        assert_eq!(seen, vec![(DATA, 1, 5, None), (WINDOW_UPDATE, 3, 4, None), (WINDOW_UPDATE, 3, 4, Some(0x102))]);
+        assert_eq!(
+            seen,
+            vec![(DATA, 1, 5, None), (WINDOW_UPDATE, 3, 4, None), (WINDOW_UPDATE, 3, 4, Some(0x102))]
+        );
         assert!(reader.at_boundary());
     }
 }

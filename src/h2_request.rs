@@ -139,8 +139,10 @@ pub fn declared_length(headers: &HeaderMap) -> Result<Option<u64>, Malformed> {
         if bytes.is_empty() || bytes.len() > 19 || !bytes.iter().all(u8::is_ascii_digit) {
             return Err(Malformed::BadContentLength);
         }
-        let n: u64 =
-            std::str::from_utf8(bytes).ok().and_then(|s| s.parse().ok()).ok_or(Malformed::BadContentLength)?;
+        let n: u64 = std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or(Malformed::BadContentLength)?;
         if declared.is_some_and(|d| d != n) {
             return Err(Malformed::BadContentLength);
         }
@@ -186,7 +188,10 @@ impl HttpBody for ConfirmLength {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         if this.done {
             return Poll::Ready(this.held.take().map(Ok));

@@ -222,7 +222,9 @@ async fn connection(stream: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor
     };
     let idle = (limits.header_read_timeout, limits.idle_timeout);
     match tls {
-        None => serve(H2Guard::new(stream, peer), &builder, handler, &conn.activity, &shared.tasks, idle).await,
+        None => {
+            serve(H2Guard::new(stream, peer), &builder, handler, &conn.activity, &shared.tasks, idle).await
+        }
         Some(acceptor) => {
             match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => {

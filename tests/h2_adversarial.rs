@@ -47,7 +47,12 @@ async fn malformed_requests_are_reset_and_never_forwarded() {
         let a: &[u8] = HOST.as_bytes();
         type Fields<'a> = Vec<(&'a [u8], &'a [u8])>;
         let base = |path: &'static [u8], method: &'static [u8]| -> Fields<'static> {
-            vec![(b":method", method), (b":scheme", b"https"), (b":authority", HOST.as_bytes()), (b":path", path)]
+            vec![
+                (b":method", method),
+                (b":scheme", b"https"),
+                (b":authority", HOST.as_bytes()),
+                (b":path", path),
+            ]
         };
         let with = |extra: &[(&'static [u8], &'static [u8])]| {
             let mut f = base(b"/", b"GET");
@@ -76,7 +81,12 @@ async fn malformed_requests_are_reset_and_never_forwarded() {
             ("no :path", vec![(b":method", b"GET"), (b":scheme", b"https"), (b":authority", a)]),
             (
                 "userinfo in :authority",
-                vec![(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"u:p@demo.test"), (b":path", b"/")],
+                vec![
+                    (b":method", b"GET"),
+                    (b":scheme", b"https"),
+                    (b":authority", b"u:p@demo.test"),
+                    (b":path", b"/"),
+                ],
             ),
             ("space in :path", base(b"/a b", b"GET")),
             ("bad content-length", with(&[(b"content-length", b"+1")])),
@@ -184,7 +194,9 @@ async fn flood_ends_in_goaway(s: &Setup, what: &str, flood: Vec<u8>) {
         }
         let mut at = 0;
         while bytes.len() >= at + 9 {
-            let len = (usize::from(bytes[at]) << 16) | (usize::from(bytes[at + 1]) << 8) | usize::from(bytes[at + 2]);
+            let len = (usize::from(bytes[at]) << 16)
+                | (usize::from(bytes[at + 1]) << 8)
+                | usize::from(bytes[at + 2]);
             if bytes.len() < at + 9 + len {
                 break;
             }

@@ -246,7 +246,10 @@ const CASES: &[(&str, &str)] = &[
     ("generic/3.3/2", "Sends a PRIORITY frame with priority 256"),
     ("generic/3.3/3", "Sends a PRIORITY frame with stream dependency"),
     ("generic/3.3/4", "Sends a PRIORITY frame with exclusive"),
-    ("generic/3.3/5", "Sends a PRIORITY frame for an idle stream, then a HEADERS frame for a lower stream ID"),
+    (
+        "generic/3.3/5",
+        "Sends a PRIORITY frame for an idle stream, then a HEADERS frame for a lower stream ID",
+    ),
     ("generic/3.4/1", "Sends a RST_STREAM frame"),
     ("generic/3.5/1", "Sends a SETTINGS frame"),
     ("generic/3.7/1", "Sends a PING frame"),
@@ -261,9 +264,15 @@ const CASES: &[(&str, &str)] = &[
     ("generic/4/4", "Sends a POST request with trailers"),
     ("generic/5/1", "Sends a indexed header field representation"),
     ("generic/5/2", "Sends a literal header field with incremental indexing - indexed name"),
-    ("generic/5/3", "Sends a literal header field with incremental indexing - indexed name (with Huffman coding)"),
+    (
+        "generic/5/3",
+        "Sends a literal header field with incremental indexing - indexed name (with Huffman coding)",
+    ),
     ("generic/5/4", "Sends a literal header field with incremental indexing - new name"),
-    ("generic/5/5", "Sends a literal header field with incremental indexing - new name (with Huffman coding)"),
+    (
+        "generic/5/5",
+        "Sends a literal header field with incremental indexing - new name (with Huffman coding)",
+    ),
     ("generic/5/6", "Sends a literal header field without indexing - indexed name"),
     ("generic/5/7", "Sends a literal header field without indexing - indexed name (with Huffman coding)"),
     ("generic/5/8", "Sends a literal header field without indexing - new name"),
@@ -301,14 +310,20 @@ const CASES: &[(&str, &str)] = &[
     ("http2/5.1.1/1", "Sends even-numbered stream identifier"),
     ("http2/5.1.1/2", "Sends stream identifier that is numerically smaller than previous"),
     ("http2/5.1.1/3", "Sends HEADERS frame with the stream which is in half-closed (remote) state"),
-    ("http2/5.1.2/1", "Sends HEADERS frames that causes their advertised concurrent stream limit to be exceeded"),
+    (
+        "http2/5.1.2/1",
+        "Sends HEADERS frames that causes their advertised concurrent stream limit to be exceeded",
+    ),
     ("http2/5.3.1/1", "Sends HEADERS frame that depends on itself"),
     ("http2/5.3.1/2", "Sends PRIORITY frame that depend on itself"),
     ("http2/5.4.1/1", "Sends an invalid PING frame for connection close"),
     ("http2/5.5/1", "Sends an unknown extension frame"),
     ("http2/5.5/2", "Sends an unknown extension frame in the middle of a header block"),
     ("http2/6.1/1", "Sends a DATA frame with 0x0 stream identifier"),
-    ("http2/6.1/2", "Sends a DATA frame on the stream that is not in \"open\" or \"half-closed (local)\" state"),
+    (
+        "http2/6.1/2",
+        "Sends a DATA frame on the stream that is not in \"open\" or \"half-closed (local)\" state",
+    ),
     ("http2/6.1/3", "Sends a DATA frame with invalid pad length"),
     ("http2/6.2/1", "Sends a HEADERS frame without the END_HEADERS flag, and a PRIORITY frame"),
     ("http2/6.2/2", "Sends a HEADERS frame to another stream while sending a HEADERS frame"),
@@ -323,7 +338,10 @@ const CASES: &[(&str, &str)] = &[
     ("http2/6.5/2", "Sends a SETTINGS frame with a stream identifier other than 0x0"),
     ("http2/6.5/3", "Sends a SETTINGS frame with a length other than a multiple of 6 octets"),
     ("http2/6.5.2/1", "SETTINGS_ENABLE_PUSH (0x2): Sends the value other than 0 or 1"),
-    ("http2/6.5.2/2", "SETTINGS_INITIAL_WINDOW_SIZE (0x4): Sends the value above the maximum flow control window size"),
+    (
+        "http2/6.5.2/2",
+        "SETTINGS_INITIAL_WINDOW_SIZE (0x4): Sends the value above the maximum flow control window size",
+    ),
     ("http2/6.5.2/3", "SETTINGS_MAX_FRAME_SIZE (0x5): Sends the value below the initial value"),
     ("http2/6.5.2/4", "SETTINGS_MAX_FRAME_SIZE (0x5): Sends the value above the maximum allowed frame size"),
     ("http2/6.5.2/5", "Sends a SETTINGS frame with unknown identifier"),
@@ -338,11 +356,20 @@ const CASES: &[(&str, &str)] = &[
     ("http2/6.9/2", "Sends a WINDOW_UPDATE frame with a flow control window increment of 0 on a stream"),
     ("http2/6.9/3", "Sends a WINDOW_UPDATE frame with a length other than 4 octets"),
     ("http2/6.9.1/1", "Sends SETTINGS frame to set the initial window size to 1 and sends HEADERS frame"),
-    ("http2/6.9.1/2", "Sends multiple WINDOW_UPDATE frames increasing the flow control window to above 2^31-1"),
-    ("http2/6.9.1/3", "Sends multiple WINDOW_UPDATE frames increasing the flow control window to above 2^31-1 on a stream"),
+    (
+        "http2/6.9.1/2",
+        "Sends multiple WINDOW_UPDATE frames increasing the flow control window to above 2^31-1",
+    ),
+    (
+        "http2/6.9.1/3",
+        "Sends multiple WINDOW_UPDATE frames increasing the flow control window to above 2^31-1 on a stream",
+    ),
     ("http2/6.9.2/1", "Changes SETTINGS_INITIAL_WINDOW_SIZE after sending HEADERS frame"),
     ("http2/6.9.2/2", "Sends a SETTINGS frame for window size to be negative"),
-    ("http2/6.9.2/3", "Sends a SETTINGS_INITIAL_WINDOW_SIZE settings with an exceeded maximum window size value"),
+    (
+        "http2/6.9.2/3",
+        "Sends a SETTINGS_INITIAL_WINDOW_SIZE settings with an exceeded maximum window size value",
+    ),
     ("http2/6.10/1", "Sends multiple CONTINUATION frames preceded by a HEADERS frame"),
     ("http2/6.10/2", "Sends a CONTINUATION frame followed by any frame other than CONTINUATION"),
     ("http2/6.10/3", "Sends a CONTINUATION frame with 0x0 stream identifier"),
@@ -356,9 +383,15 @@ const CASES: &[(&str, &str)] = &[
     ("http2/8.1.2.1/1", "Sends a HEADERS frame that contains a unknown pseudo-header field"),
     ("http2/8.1.2.1/2", "Sends a HEADERS frame that contains the pseudo-header field defined for response"),
     ("http2/8.1.2.1/3", "Sends a HEADERS frame that contains a pseudo-header field as trailers"),
-    ("http2/8.1.2.1/4", "Sends a HEADERS frame that contains a pseudo-header field that appears after a regular header field"),
+    (
+        "http2/8.1.2.1/4",
+        "Sends a HEADERS frame that contains a pseudo-header field that appears after a regular header field",
+    ),
     ("http2/8.1.2.2/1", "Sends a HEADERS frame that contains the connection-specific header field"),
-    ("http2/8.1.2.2/2", "Sends a HEADERS frame that contains the TE header field with any value other than \"trailers\""),
+    (
+        "http2/8.1.2.2/2",
+        "Sends a HEADERS frame that contains the TE header field with any value other than \"trailers\"",
+    ),
     ("http2/8.1.2.3/1", "Sends a HEADERS frame with empty \":path\" pseudo-header field"),
     ("http2/8.1.2.3/2", "Sends a HEADERS frame that omits \":method\" pseudo-header field"),
     ("http2/8.1.2.3/3", "Sends a HEADERS frame that omits \":scheme\" pseudo-header field"),
@@ -366,8 +399,14 @@ const CASES: &[(&str, &str)] = &[
     ("http2/8.1.2.3/5", "Sends a HEADERS frame with duplicated \":method\" pseudo-header field"),
     ("http2/8.1.2.3/6", "Sends a HEADERS frame with duplicated \":scheme\" pseudo-header field"),
     ("http2/8.1.2.3/7", "Sends a HEADERS frame with duplicated \":path\" pseudo-header field"),
-    ("http2/8.1.2.6/1", "Sends a HEADERS frame with the \"content-length\" header field which does not equal the DATA frame payload length"),
-    ("http2/8.1.2.6/2", "Sends a HEADERS frame with the \"content-length\" header field which does not equal the sum of the multiple DATA frames payload length"),
+    (
+        "http2/8.1.2.6/1",
+        "Sends a HEADERS frame with the \"content-length\" header field which does not equal the DATA frame payload length",
+    ),
+    (
+        "http2/8.1.2.6/2",
+        "Sends a HEADERS frame with the \"content-length\" header field which does not equal the sum of the multiple DATA frames payload length",
+    ),
     ("http2/8.2/1", "Sends a PUSH_PROMISE frame"),
     ("hpack/2.3.3/1", "Sends a header field representation with invalid index"),
     ("hpack/4.2/1", "Sends a dynamic table size update at the end of header block"),
@@ -526,19 +565,25 @@ async fn run(id: &str, c: &mut Conn) -> Verdict {
             response(c, 1).await
         }
         "generic/5/1" | "generic/5/2" | "generic/5/3" | "generic/5/4" | "generic/5/5" | "generic/5/6"
-        | "generic/5/7" | "generic/5/8" | "generic/5/9" | "generic/5/10" | "generic/5/11" | "generic/5/12"
-        | "generic/5/13" => {
+        | "generic/5/7" | "generic/5/8" | "generic/5/9" | "generic/5/10" | "generic/5/11"
+        | "generic/5/12" | "generic/5/13" => {
             let rep: &[u8] = match id {
                 "generic/5/1" => b"\xba",
                 "generic/5/2" => b"\x40\x87\xb5\x05\xb1\x61\xcc\x5a\x93\x84\x9c\x48\xac\xa4",
-                "generic/5/3" => b"\x40\x0a\x75\x73\x65\x72\x2d\x61\x67\x65\x6e\x74\x06\x68\x32\x73\x70\x65\x63",
+                "generic/5/3" => {
+                    b"\x40\x0a\x75\x73\x65\x72\x2d\x61\x67\x65\x6e\x74\x06\x68\x32\x73\x70\x65\x63"
+                }
                 "generic/5/4" => b"\x40\x06\x78\x2d\x74\x65\x73\x74\x06\x68\x32\x73\x70\x65\x63",
                 "generic/5/5" => b"\x40\x85\xf2\xb2\x4a\x84\xff\x84\x9c\x48\xac\xa4",
-                "generic/5/6" => b"\x00\x0a\x75\x73\x65\x72\x2d\x61\x67\x65\x6e\x74\x06\x68\x32\x73\x70\x65\x63",
+                "generic/5/6" => {
+                    b"\x00\x0a\x75\x73\x65\x72\x2d\x61\x67\x65\x6e\x74\x06\x68\x32\x73\x70\x65\x63"
+                }
                 "generic/5/7" => b"\x00\x87\xb5\x05\xb1\x61\xcc\x5a\x93\x84\x9c\x48\xac\xa4",
                 "generic/5/8" => b"\x00\x06\x78\x2d\x74\x65\x73\x74\x06\x68\x32\x73\x70\x65\x63",
                 "generic/5/9" => b"\x00\x85\xf2\xb2\x4a\x84\xff\x84\x9c\x48\xac\xa4",
-                "generic/5/10" => b"\x10\x0a\x75\x73\x65\x72\x2d\x61\x67\x65\x6e\x74\x06\x68\x32\x73\x70\x65\x63",
+                "generic/5/10" => {
+                    b"\x10\x0a\x75\x73\x65\x72\x2d\x61\x67\x65\x6e\x74\x06\x68\x32\x73\x70\x65\x63"
+                }
                 "generic/5/11" => b"\x10\x87\xb5\x05\xb1\x61\xcc\x5a\x93\x84\x9c\x48\xac\xa4",
                 _ => b"\x10\x85\xf2\xb2\x4a\x84\xff\x84\x9c\x48\xac\xa4",
             };
@@ -965,7 +1010,8 @@ async fn run(id: &str, c: &mut Conn) -> Verdict {
         }
         "http2/8.1.2.3/1" | "http2/8.1.2.3/2" | "http2/8.1.2.3/3" | "http2/8.1.2.3/4" | "http2/8.1.2.3/5"
         | "http2/8.1.2.3/6" | "http2/8.1.2.3/7" => {
-            let (m, s, p, a) = ((":method", "GET"), (":scheme", "https"), (":path", "/"), (":authority", HOST));
+            let (m, s, p, a) =
+                ((":method", "GET"), (":scheme", "https"), (":path", "/"), (":authority", HOST));
             let block = match id {
                 "http2/8.1.2.3/1" => fields(&[m, s, (":path", ""), a]),
                 // h2spec drops the first of (scheme, path, authority) too.
@@ -1066,8 +1112,11 @@ async fn conformance() {
     for (id, desc) in CASES {
         let own_preface = matches!(*id, "generic/1/1" | "http2/3.5/1" | "http2/3.5/2");
         let verdict = tokio::time::timeout(Duration::from_secs(30), async {
-            let mut conn =
-                if own_preface { Conn::tls(addr, HOST, &cert.der).await } else { Conn::open(addr, HOST, &cert.der).await };
+            let mut conn = if own_preface {
+                Conn::tls(addr, HOST, &cert.der).await
+            } else {
+                Conn::open(addr, HOST, &cert.der).await
+            };
             // Boxed: the state machine of 146 arms is too big for a debug stack.
             Box::pin(run(id, &mut conn)).await
         })

@@ -81,7 +81,10 @@ async fn read_until_close(stream: &mut TcpStream) -> Vec<u8> {
     }
 }
 
-fn client_config(versions: &[&'static rustls::SupportedProtocolVersion], cert: &TestCert) -> Arc<rustls::ClientConfig> {
+fn client_config(
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    cert: &TestCert,
+) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.der.clone()).unwrap();
     let mut config = rustls::ClientConfig::builder_with_provider(consentry::tls::provider())
@@ -150,9 +153,10 @@ async fn tls_1_2_and_1_3_are_served() {
     within(async {
         let (proxy, cert, _origin) = setup().await;
         let addr = proxy.https.unwrap();
-        for (version, want) in
-            [(&rustls::version::TLS12, rustls::ProtocolVersion::TLSv1_2), (&rustls::version::TLS13, rustls::ProtocolVersion::TLSv1_3)]
-        {
+        for (version, want) in [
+            (&rustls::version::TLS12, rustls::ProtocolVersion::TLSv1_2),
+            (&rustls::version::TLS13, rustls::ProtocolVersion::TLSv1_3),
+        ] {
             let mut tls = handshake(addr, &[version], &cert).await;
             assert_eq!(tls.get_ref().1.protocol_version(), Some(want));
             assert_eq!(get_over(&mut tls).await, "HTTP/1.1 200 OK", "{want:?}");
@@ -169,13 +173,21 @@ async fn tls_1_2_and_1_3_are_served() {
 struct OneByte(TcpStream);
 
 impl AsyncRead for OneByte {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.0).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for OneByte {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         let n = buf.len().min(1);
         Pin::new(&mut self.0).poll_write(cx, &buf[..n])
     }

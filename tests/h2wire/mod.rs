@@ -114,7 +114,12 @@ pub fn encode(fields: &[(&[u8], &[u8])]) -> Vec<u8> {
 }
 
 /// The pseudo-headers of a request, then `extra`.
-pub fn request<'a>(method: &'a str, authority: &'a str, path: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<u8> {
+pub fn request<'a>(
+    method: &'a str,
+    authority: &'a str,
+    path: &'a str,
+    extra: &[(&'a str, &'a str)],
+) -> Vec<u8> {
     let mut fields: Vec<(&[u8], &[u8])> = vec![
         (b":method", method.as_bytes()),
         (b":scheme", b"https"),
@@ -150,7 +155,11 @@ pub struct Conn {
 
 impl Conn {
     /// TLS with ALPN h2, nothing HTTP/2 sent yet.
-    pub async fn tls(addr: SocketAddr, server_name: &str, trust: &rustls_pki_types::CertificateDer<'static>) -> Conn {
+    pub async fn tls(
+        addr: SocketAddr,
+        server_name: &str,
+        trust: &rustls_pki_types::CertificateDer<'static>,
+    ) -> Conn {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(trust.clone()).unwrap();
         let mut config = rustls::ClientConfig::builder_with_provider(consentry::tls::provider())
@@ -178,7 +187,11 @@ impl Conn {
 
     /// TLS, preface, empty SETTINGS; waits for the server's SETTINGS (which
     /// it acknowledges) and the ACK of ours, as h2spec's handshake does.
-    pub async fn open(addr: SocketAddr, server_name: &str, trust: &rustls_pki_types::CertificateDer<'static>) -> Conn {
+    pub async fn open(
+        addr: SocketAddr,
+        server_name: &str,
+        trust: &rustls_pki_types::CertificateDer<'static>,
+    ) -> Conn {
         let mut conn = Conn::tls(addr, server_name, trust).await;
         conn.send(PREFACE).await;
         conn.send(&frame(SETTINGS, 0, 0, &[])).await;
@@ -187,7 +200,8 @@ impl Conn {
             match conn.next(WAIT).await {
                 Event::Frame(f) if f.kind == SETTINGS && f.flags & ACK == 0 => {
                     for s in f.payload.chunks(6).filter(|s| s.len() == 6) {
-                        let (id, value) = (u16::from_be_bytes([s[0], s[1]]), u32::from_be_bytes([s[2], s[3], s[4], s[5]]));
+                        let (id, value) =
+                            (u16::from_be_bytes([s[0], s[1]]), u32::from_be_bytes([s[2], s[3], s[4], s[5]]));
                         if id == 5 {
                             conn.max_frame_size = value as usize;
                         }
@@ -231,12 +245,15 @@ impl Conn {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             if self.buf.len() >= 9 {
-                let len = (usize::from(self.buf[0]) << 16) | (usize::from(self.buf[1]) << 8) | usize::from(self.buf[2]);
+                let len = (usize::from(self.buf[0]) << 16)
+                    | (usize::from(self.buf[1]) << 8)
+                    | usize::from(self.buf[2]);
                 if self.buf.len() >= 9 + len {
                     let f = Frame {
                         kind: self.buf[3],
                         flags: self.buf[4],
-                        stream: u32::from_be_bytes([self.buf[5], self.buf[6], self.buf[7], self.buf[8]]) & 0x7fff_ffff,
+                        stream: u32::from_be_bytes([self.buf[5], self.buf[6], self.buf[7], self.buf[8]])
+                            & 0x7fff_ffff,
                         payload: self.buf[9..9 + len].to_vec(),
                     };
                     self.buf.drain(..9 + len);
@@ -350,9 +367,11 @@ impl Conn {
 
     /// Waits for `stream` to end (END_STREAM on DATA or HEADERS).
     pub async fn stream_end(&mut self, stream: u32) -> Result<(), String> {
-        self.frame_where(|f| f.stream == stream && matches!(f.kind, DATA | HEADERS) && f.flags & END_STREAM != 0)
-            .await
-            .map(|_| ())
+        self.frame_where(|f| {
+            f.stream == stream && matches!(f.kind, DATA | HEADERS) && f.flags & END_STREAM != 0
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Waits for the PING ACK carrying `data`.
