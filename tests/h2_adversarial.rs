@@ -96,7 +96,7 @@ async fn malformed_requests_are_reset_and_never_forwarded() {
             let mut conn = s.conn().await;
             conn.headers(1, &encode(fields), true).await;
             match conn.stream_error(1, &[PROTOCOL_ERROR, COMPRESSION_ERROR]).await {
-                Ok(()) => println!("{name}: reset"),
+                Ok(how) => println!("{name}: {how}"),
                 Err(e) => failures.push(format!("{name}: {e}")),
             }
         }

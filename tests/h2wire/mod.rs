@@ -327,16 +327,18 @@ impl Conn {
     }
 
     /// Waits for a stream error on `stream`: RST_STREAM with one of
-    /// `codes`, or a connection error with one of them.
-    pub async fn stream_error(&mut self, stream: u32, codes: &[u32]) -> Result<(), String> {
+    /// `codes`, or a connection error with one of them (or a close).
+    /// `Ok` says which it was.
+    pub async fn stream_error(&mut self, stream: u32, codes: &[u32]) -> Result<String, String> {
         loop {
             match self.next(WAIT).await {
-                Event::Closed => return Ok(()),
+                Event::Closed => return Ok("connection closed".into()),
                 Event::Timeout => return Err("timeout".into()),
                 Event::Frame(f) if f.kind == GOAWAY || (f.kind == RST_STREAM && f.stream == stream) => {
+                    let what = if f.kind == GOAWAY { "GOAWAY" } else { "RST_STREAM" };
                     return match f.code() {
-                        Some(c) if codes.contains(&c) => Ok(()),
-                        c => Err(format!("frame {} code {c:?}", f.kind)),
+                        Some(c) if codes.contains(&c) => Ok(format!("{what} 0x{c:x}")),
+                        c => Err(format!("{what} code {c:?}")),
                     };
                 }
                 Event::Frame(f) if f.kind == HEADERS && f.stream == stream => {
