@@ -113,8 +113,18 @@ fn check_authority<B>(request: &Request<B>) -> Result<(), Malformed> {
     if hosts.next().is_some() {
         return Err(Malformed::RepeatedHost);
     }
+    let default_port = match request.uri().scheme_str() {
+        Some("http") => Some(&b":80"[..]),
+        Some("https") => Some(&b":443"[..]),
+        _ => None,
+    };
+    // `shop.test` and `shop.test:443` name the same thing over https.
+    let bare = |a: &'_ [u8]| -> Vec<u8> {
+        let a = default_port.and_then(|p| a.strip_suffix(p)).unwrap_or(a);
+        a.to_ascii_lowercase()
+    };
     match (authority, host) {
-        (Some(authority), Some(host)) if !host.as_bytes().eq_ignore_ascii_case(authority.as_bytes()) => {
+        (Some(authority), Some(host)) if bare(host.as_bytes()) != bare(authority.as_bytes()) => {
             Err(Malformed::HostMismatch)
         }
         (_, Some(host)) if host.as_bytes().contains(&b'@') => Err(Malformed::Userinfo),
@@ -311,6 +321,14 @@ mod tests {
         assert_eq!(check(&h2_at("https://u:p@shop.test/", Method::GET, &[])), Err(Malformed::Userinfo));
         assert_eq!(check(&h2(&[("host", "other.test")])), Err(Malformed::HostMismatch));
         assert_eq!(check(&h2(&[("host", "SHOP.test")])), Ok(()));
+        assert_eq!(check(&h2(&[("host", "shop.test:443")])), Ok(()), "the default port");
+        assert_eq!(check(&h2(&[("host", "shop.test:8443")])), Err(Malformed::HostMismatch));
+        assert_eq!(check(&h2_at("https://shop.test:443/", Method::GET, &[("host", "shop.test")])), Ok(()));
+        assert_eq!(
+            check(&h2_at("http://shop.test/", Method::GET, &[("host", "shop.test:443")])),
+            Err(Malformed::HostMismatch),
+            "443 is not http's default"
+        );
         assert_eq!(check(&h2(&[("host", "shop.test"), ("host", "shop.test")])), Err(Malformed::RepeatedHost));
         // Without :authority, `host` names the target, but never with userinfo.
         let no_authority = Request::builder()
