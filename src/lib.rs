@@ -25,7 +25,9 @@
 //! [`error`] (the one place errors become status codes), [`server`] (start and stop the whole thing, as `consentry run` and the
 //! tests do).
 //!
-//! Smaller pieces: [`tls`] (certificates by SNI), [`hop`] (hop-by-hop
+//! Smaller pieces: [`tls`] (certificates by SNI), [`h2_guard`] (HTTP/2 flood
+//! guard), [`h2_request`] (malformed
+//! HTTP/2 requests reset, bodies held to their content-length), [`hop`] (hop-by-hop
 //! headers), [`forwarded`] (`X-Forwarded-*`, `Via`, request ids),
 //! [`access_log`], [`shutdown`] (graceful drain), [`demo`] (the sample
 //! legacy site behind `consentry demo`), [`set_cookie`] (the `Set-Cookie`
@@ -62,6 +64,8 @@ pub mod error;
 pub mod explain;
 pub mod forward;
 pub mod forwarded;
+pub mod h2_guard;
+pub mod h2_request;
 pub mod hop;
 pub mod html;
 pub mod inventory;

@@ -23,6 +23,11 @@
 //! - **HTTP/2 floods**: `max_concurrent_streams` from the config, and the
 //!   counters hyper exposes against rapid-reset (CVE-2023-44487) and
 //!   "made you reset" (CVE-2025-8671) floods.
+//!   Below hyper, [`H2Guard`] bounds every kind of no-work frame flood
+//!   (rapid reset, empty DATA, CONTINUATION, PING, SETTINGS, PRIORITY) with
+//!   one token bucket and answers GOAWAY `ENHANCE_YOUR_CALM`.
+//! - **malformed HTTP/2 requests** ([`h2_request`]): reset with
+//!   `PROTOCOL_ERROR` before any stage runs, never forwarded.
 //! - **panics**: the request future runs under `catch_unwind`; a panicking
 //!   stage becomes a 500 for that request, and even a panic outside it only
 //!   ends that connection's task.
@@ -31,7 +36,6 @@
 //! reload applies to new connections; `max_connections` and listener
 //! addresses need a restart.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
@@ -57,6 +61,8 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::body::{Body, BoxError};
 use crate::error::ProxyError;
+use crate::h2_guard::H2Guard;
+use crate::h2_request;
 use crate::server::Shared;
 use crate::snapshot::Snapshot;
 
@@ -275,10 +281,15 @@ async fn connection(stream: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor
     };
     let idle = (limits.header_read_timeout, limits.idle_timeout);
     match tls {
-        None => serve(stream, &builder, handler, &conn.activity, &shared.tasks, idle).await,
+        None => {
+            serve(H2Guard::new(stream, peer), &builder, handler, &conn.activity, &shared.tasks, idle).await
+        }
         Some(acceptor) => {
             match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => serve(stream, &builder, handler, &conn.activity, &shared.tasks, idle).await,
+                Ok(Ok(stream)) => {
+                    let stream = H2Guard::new(stream, peer);
+                    serve(stream, &builder, handler, &conn.activity, &shared.tasks, idle).await;
+                }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "tls handshake failed"),
                 Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
             }
@@ -304,9 +315,22 @@ pub async fn serve<I, H, F>(
     let handler = Arc::new(handler);
     let service_activity = activity.clone();
     let service = service_fn(move |request: Request<Incoming>| {
+        // A malformed HTTP/2 request is reset here, before any stage (or
+        // the origin) sees it: h2 resets the stream with the reason of
+        // the `h2::Error` a service fails with.
+        let future = match h2_request::check(&request) {
+            Ok(()) => Ok(handler(request)),
+            Err(why) => Err(why),
+        };
         let guard = service_activity.start();
-        let future = handler(request);
         async move {
+            let future = match future {
+                Ok(future) => future,
+                Err(why) => {
+                    tracing::info!(error = %why, "malformed HTTP/2 request; stream reset");
+                    return Err(h2::Error::from(h2::Reason::PROTOCOL_ERROR));
+                }
+            };
             let response = match AssertUnwindSafe(future).catch_unwind().await {
                 Ok(response) => response,
                 Err(panic) => {
@@ -315,7 +339,7 @@ pub async fn serve<I, H, F>(
                     error.to_response()
                 }
             };
-            Ok::<_, Infallible>(response.map(|body| Guarded { inner: body, _guard: guard }))
+            Ok::<_, h2::Error>(response.map(|body| Guarded { inner: body, _guard: guard }))
         }
     });
     {

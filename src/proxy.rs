@@ -28,6 +28,7 @@ use crate::decision::Decisions;
 use crate::error::ProxyError;
 use crate::forward::Target;
 use crate::forwarded;
+use crate::h2_request;
 use crate::listen::ConnInfo;
 use crate::request_filter;
 use crate::response_body::{self, BodyContext};
@@ -42,7 +43,15 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, request: Request<I
     // Stage 3, snapshot: once per request.
     let snapshot = shared.store.load();
     let mut record = Record::new(&request, conn.peer.ip(), snapshot.log.access);
-    let response = match pipeline(&shared, &conn, &snapshot, request.map(body::boxed), &mut record).await {
+    // An HTTP/2 body must not end cleanly unless it matches its
+    // content-length (HTTP/1 framing is hyper's own).
+    let request = if request.version() == http::Version::HTTP_2 {
+        let declared = h2_request::declared_length(request.headers()).ok().flatten();
+        request.map(|b| h2_request::confirm_length(body::boxed(b), declared))
+    } else {
+        request.map(body::boxed)
+    };
+    let response = match pipeline(&shared, &conn, &snapshot, request, &mut record).await {
         Ok(response) => response,
         Err(error) => {
             let status = error.status();
