@@ -120,18 +120,16 @@ async fn pipeline(
     response_body::narrow_accept_encoding(&mut parts.headers);
 
     // Kept for the page stage: the banner's language and where its form
-    // returns to.
-    let accept_language =
-        parts.headers.get(http::header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let return_to = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    // returns to. Cheap handles (shared bytes), turned into strings only
+    // for a page.
+    let accept_language = parts.headers.get(http::header::ACCEPT_LANGUAGE).cloned();
+    let uri = parts.uri.clone();
     // Only top-level documents get the banner, not iframes or fetches.
     let top_level = banner::is_top_level_request(&parts.headers);
 
     // Stage 6, forward.
     let method = parts.method.clone();
     let scheme = if https { "https" } else { "http" };
-    let origin_of_page = format!("{scheme}://{host}");
-    let page_url = format!("{origin_of_page}{}", parts.uri.path());
     let target = Target {
         site: &site,
         ca: site.ca_file.as_ref().and_then(|path| snapshot.origin_cas.get(path)).map(Arc::as_ref),
@@ -167,7 +165,7 @@ async fn pipeline(
         }
     }
     let banner = (body_rewritten && banner::enabled(policy) && top_level)
-        .then(|| banner::negotiate_language(accept_language.as_deref()));
+        .then(|| banner::negotiate_language(accept_language.as_ref().and_then(|v| v.to_str().ok())));
     let csp_nonce = (body_rewritten && banner.is_some() && policy.csp.is_some()).then(csp::nonce);
     // The origin's own CSP may block the banner's assets: make room for
     // them (and only them) in it, before consentry's own header is added.
@@ -182,14 +180,15 @@ async fn pipeline(
     if let Some(nonce) = banner_nonce.as_deref()
         && origin_csp
     {
-        csp::admit_banner(&mut parts.headers, nonce, &origin_of_page);
+        csp::admit_banner(&mut parts.headers, nonce, &format!("{scheme}://{host}"));
     }
     if body_rewritten {
         response_headers::add_csp(&mut parts.headers, &site, consent.granted, csp_nonce.as_deref());
     }
     let banner = banner.map(|lang| {
         response_headers::vary_on(&mut parts.headers, "Accept-Language");
-        banner::snippet(policy, lang, &consent, banner_nonce.as_deref(), &return_to)
+        let return_to = uri.path_and_query().map_or("/", |p| p.as_str());
+        banner::snippet(policy, lang, &consent, banner_nonce.as_deref(), return_to)
     });
 
     // Stage 9, account: the request's cookie decisions now; the page's
@@ -204,7 +203,7 @@ async fn pipeline(
         let cx = BodyContext {
             site: site.clone(),
             consent,
-            page_url,
+            page_url: format!("{scheme}://{host}{}", uri.path()),
             banner,
             csp_nonce,
             max_decoded_body: snapshot.limits.max_decoded_body,
