@@ -17,11 +17,23 @@
 //! headers stripped the same way. An upgrade is tunnelled only once the
 //! origin has answered `101`; any other answer is an ordinary response and
 //! the client connection goes on parsing requests.
+//!
+//! `origin_response_timeout` is how long the origin may take to answer: for
+//! a request without a body it runs from the start (connect included), for
+//! one with a body from the last body frame handed to the origin
+//! connection, so a long upload is not cut off while it moves, yet an
+//! origin that stops reading it, or never answers after it, still ends in
+//! a 504.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use bytes::Bytes;
 
 use http::header::{COOKIE, HOST, HeaderValue, UPGRADE};
 use http::uri::PathAndQuery;
@@ -36,7 +48,7 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use sha2::{Digest, Sha256};
 
-use crate::body::{self, Body};
+use crate::body::{self, Body, BoxError};
 use crate::config::Limits;
 use crate::error::ProxyError;
 use crate::forwarded;
@@ -157,6 +169,14 @@ impl Forwarder {
         let upgrade = hop::websocket_upgrade(parts.version, &parts.headers);
         prepare_request(&mut parts.headers, &target, upgrade.clone());
         let uri = origin_uri(origin, &parts.uri)?;
+        // A request with a body is timed from its last frame, not from
+        // its start: a slow upload is not a late origin.
+        let (body, moved) = if http_body::Body::is_end_stream(&body) {
+            (body, None)
+        } else {
+            let moved = Arc::new(Moved::new());
+            (body::boxed(Tracked { inner: body, moved: moved.clone() }), Some(moved))
+        };
         let mut request = Request::from_parts(parts, body);
         *request.uri_mut() = uri;
         *request.version_mut() = Version::HTTP_11;
@@ -164,18 +184,27 @@ impl Forwarder {
         let clients = self.clients(target.ca, target.limits);
         let client = if upgrade.is_some() { &clients.h1 } else { &clients.any };
         let timeout = target.limits.origin_response_timeout;
-        let response = match tokio::time::timeout(timeout, client.request(request)).await {
-            Err(_) => return Err(ProxyError::OriginTimeout { origin: origin.uri.to_string(), timeout }),
-            Ok(Err(e)) if e.is_connect() => {
+        let sent = client.request(request);
+        let answered = match &moved {
+            None => tokio::time::timeout(timeout, sent).await.ok(),
+            Some(moved) => tokio::select! {
+                biased;
+                answer = sent => Some(answer),
+                () = moved.quiet_for(timeout) => None,
+            },
+        };
+        let response = match answered {
+            None => return Err(ProxyError::OriginTimeout { origin: origin.uri.to_string(), timeout }),
+            Some(Err(e)) if e.is_connect() => {
                 return Err(ProxyError::OriginUnreachable {
                     origin: origin.uri.to_string(),
                     source: e.into(),
                 });
             }
-            Ok(Err(e)) => {
+            Some(Err(e)) => {
                 return Err(ProxyError::OriginFailed { origin: origin.uri.to_string(), source: e.into() });
             }
-            Ok(Ok(response)) => response,
+            Some(Ok(response)) => response,
         };
 
         let (mut parts, incoming) = response.into_parts();
@@ -195,6 +224,73 @@ impl Forwarder {
             target.tasks.spawn(tunnel(client_side, origin_side, guard));
         }
         Ok(Response::from_parts(parts, body::boxed(incoming)))
+    }
+}
+
+/// When a request body last moved towards the origin, for
+/// `origin_response_timeout`: hyper polls the next frame only once the
+/// previous one is written, so a frame taken is progress, and no frame for
+/// the whole timeout means the origin stopped reading (or the client
+/// stopped sending): either way the request ends as a 504 instead of
+/// hanging.
+#[derive(Debug)]
+struct Moved {
+    start: tokio::time::Instant,
+    /// Milliseconds after `start`.
+    at_ms: AtomicU64,
+}
+
+impl Moved {
+    fn new() -> Moved {
+        Moved { start: tokio::time::Instant::now(), at_ms: AtomicU64::new(0) }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.at_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Resolves once nothing has moved for `timeout`.
+    async fn quiet_for(&self, timeout: Duration) {
+        loop {
+            let last = self.start + Duration::from_millis(self.at_ms.load(Ordering::Relaxed));
+            let deadline = last + timeout;
+            if tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
+
+/// The request body, touching [`Moved`] at each frame (and at its end).
+struct Tracked {
+    inner: Body,
+    moved: Arc<Moved>,
+}
+
+impl http_body::Body for Tracked {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_frame(cx);
+        if poll.is_ready() {
+            this.moved.touch();
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
