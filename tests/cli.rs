@@ -107,3 +107,51 @@ fn explain_prints_every_item_with_its_decision_category_and_rule() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(&format!("{}:2:8:", bad.display())), "{stderr}");
 }
+
+/// The consentry cookie's HMAC key from the environment
+/// (`hmac_key_env`): a value signed with it grants, one signed with
+/// another key or unsigned grants nothing.
+#[test]
+fn the_hmac_key_can_come_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("consentry.toml");
+    std::fs::write(
+        &config,
+        "[listen]\nhttp = \"127.0.0.1:0\"\n\n[[site]]\nhosts = [\"shop.test\"]\norigin = \"http://127.0.0.1:9\"\n\
+         policy = \"p\"\n\n[policy.p]\n[policy.p.consent]\nhmac_key_env = \"CONSENTRY_TEST_HMAC_KEY\"\n",
+    )
+    .unwrap();
+    let now = std::time::SystemTime::now();
+    let explain = |cookie: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_consentry"))
+            .args([
+                "explain",
+                "--config",
+                config.to_str().unwrap(),
+                "--host",
+                "shop.test",
+                "--cookie",
+                cookie,
+            ])
+            .env("CONSENTRY_TEST_HMAC_KEY", "from-the-environment")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        stdout(&output)
+    };
+    let signed = consentry::consent::encode(&["analytics"], 0, now, Some(b"from-the-environment"));
+    assert!(explain(&format!("consentry={signed}")).contains("granted: necessary,analytics"));
+    let forged = consentry::consent::encode(&["analytics"], 0, now, Some(b"another-key"));
+    let unsigned = consentry::consent::encode(&["analytics"], 0, now, None);
+    for cookie in [forged, unsigned] {
+        let out = explain(&format!("consentry={cookie}"));
+        assert!(out.contains("granted: necessary\n"), "{out}");
+    }
+    // Without the variable the config does not load.
+    let output = Command::new(env!("CARGO_BIN_EXE_consentry"))
+        .args(["check", "--config", config.to_str().unwrap()])
+        .env_remove("CONSENTRY_TEST_HMAC_KEY")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+}

@@ -74,3 +74,70 @@ async fn plain_http_speaks_h2_with_prior_knowledge() {
     })
     .await;
 }
+
+/// `[listen] h2_max_concurrent_streams` reaches the wire: with a limit of
+/// 2, five concurrent requests on one HTTP/2 connection never have more
+/// than two streams at the origin at once (the client queues the rest, as
+/// the SETTINGS frame tells it to), and all five complete. Beyond the
+/// limit the server refuses streams (`REFUSED_STREAM`), which is how a
+/// client that ignores SETTINGS is held to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_max_concurrent_streams_is_advertised() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    within(async {
+        let (now, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (n, p) = (now.clone(), peak.clone());
+        let origin = origin()
+            .route_fn("/slow", move |_| {
+                let (n, p) = (n.clone(), p.clone());
+                async move {
+                    let current = n.fetch_add(1, Ordering::SeqCst) + 1;
+                    p.fetch_max(current, Ordering::SeqCst);
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    n.fetch_sub(1, Ordering::SeqCst);
+                    http::Response::new(consentry::body::full("done"))
+                }
+            })
+            .run()
+            .await;
+        let cert = test_cert(&[HOST]);
+        let proxy =
+            proxy().origin(&origin).https(&[&cert]).listen("h2_max_concurrent_streams = 2").run().await;
+        let tls = tls_connect(proxy.https.unwrap(), HOST, &[&cert], &[b"h2"]).await;
+        let (sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+        tokio::spawn(conn);
+        // One request first, so the client has the server's SETTINGS (until
+        // then it may open streams beyond the limit, which the server
+        // refuses with REFUSED_STREAM).
+        let mut first = sender.clone();
+        first.ready().await.unwrap();
+        let request = http::Request::builder()
+            .version(http::Version::HTTP_2)
+            .uri(format!("https://{HOST}/echo"))
+            .body(consentry::body::empty())
+            .unwrap();
+        assert_eq!(read(first.send_request(request).await.unwrap()).await.status, StatusCode::OK);
+        let requests: Vec<_> = (0..5)
+            .map(|_| {
+                let mut sender = sender.clone();
+                tokio::spawn(async move {
+                    let request = http::Request::builder()
+                        .version(http::Version::HTTP_2)
+                        .uri(format!("https://{HOST}/slow"))
+                        .body(consentry::body::empty())
+                        .unwrap();
+                    sender.ready().await.unwrap();
+                    read(sender.send_request(request).await.unwrap()).await
+                })
+            })
+            .collect();
+        for request in requests {
+            let response = request.await.unwrap();
+            assert_eq!((response.status, response.text().as_str()), (StatusCode::OK, "done"));
+        }
+        assert_eq!(peak.load(Ordering::SeqCst), 2, "at most the advertised two streams at once");
+    })
+    .await;
+}
