@@ -48,18 +48,18 @@ async fn counting_upload_origin() -> Origin {
 }
 
 /// An upload that takes longer than `origin_response_timeout` (six frames
-/// 400 ms apart against a 1 s limit) reaches the origin whole, and its
+/// 500 ms apart against a 2 s limit) reaches the origin whole, and its
 /// answer reaches the client: the origin was never late.
 #[tokio::test]
 async fn a_slow_upload_is_not_an_origin_timeout() {
     within(async {
         let origin = counting_upload_origin().await;
-        let proxy = proxy().origin(&origin).limit("origin_response_timeout", "\"1s\"").run().await;
+        let proxy = proxy().origin(&origin).limit("origin_response_timeout", "\"2s\"").run().await;
         let mut client = proxy.http1().await;
         let request = client
             .request(Method::POST, "/upload")
             .header("content-length", "6144")
-            .body(trickle(6, Duration::from_millis(400)))
+            .body(trickle(6, Duration::from_millis(500)))
             .unwrap();
         let response = client.fetch(request).await;
         assert_eq!(response.status, StatusCode::OK, "{}", response.text());
@@ -67,7 +67,7 @@ async fn a_slow_upload_is_not_an_origin_timeout() {
 
         // Chunked (no Content-Length), the same.
         let request =
-            client.request(Method::POST, "/upload").body(trickle(6, Duration::from_millis(400))).unwrap();
+            client.request(Method::POST, "/upload").body(trickle(6, Duration::from_millis(500))).unwrap();
         let response = client.fetch(request).await;
         assert_eq!(response.status, StatusCode::OK, "{}", response.text());
         assert_eq!(response.text(), "6144 bytes");
