@@ -233,3 +233,49 @@ async fn origin_errors_are_detailed_in_the_log_only() {
     })
     .await;
 }
+
+/// An origin may answer before it has read the request body (a 413 for a
+/// too-large upload, a redirect, an endpoint that ignores the body): the
+/// visitor should get that answer, as they do without consentry, not a 502.
+///
+/// OPEN BUG (found by the issue 2-5 audit, not fixed): the origin answers
+/// and closes; hyper's client dispatcher is busy writing the body, its next
+/// write fails (`BodyWrite`, EPIPE) before it reads the response head, and
+/// the whole request fails: 502 "sent no valid response" for uploads of
+/// 400 KiB and 4 MiB here, every time (curl straight to the same origin
+/// gets the 413). Fixing it needs the origin client to read the response
+/// after a body-write error (hyper does not), e.g. a connector wrapper
+/// that turns body-write errors into "stop sending" while reads go on.
+#[tokio::test]
+#[ignore = "open bug: an early origin answer to an upload becomes a 502 (see the doc comment)"]
+async fn an_early_answer_to_an_upload_reaches_the_client() {
+    within(async {
+        let origin = origin()
+            .route_fn("/too-large", |_request| async move {
+                let mut response = http::Response::new(body::full("too large\n"));
+                *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+                response
+            })
+            .run()
+            .await;
+        let proxy = proxy().origin(&origin).run().await;
+        let mut failures = Vec::new();
+        for size in [20 * 1024, 400 * 1024, 4 * 1024 * 1024] {
+            for _ in 0..5 {
+                let mut client = proxy.http1().await;
+                let request = client
+                    .request(Method::POST, "/too-large")
+                    .header("content-length", size.to_string())
+                    .body(pattern_body(size))
+                    .unwrap();
+                match client.try_fetch(request).await {
+                    Ok(r) if r.status == StatusCode::PAYLOAD_TOO_LARGE => {}
+                    Ok(r) => failures.push(format!("{size}: {} {}", r.status, r.text().trim())),
+                    Err(e) => failures.push(format!("{size}: {e}")),
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{failures:?}");
+    })
+    .await;
+}
