@@ -197,7 +197,9 @@ pub struct Limits {
     /// Time allowed to connect to an origin (beyond: 502).
     #[serde(with = "humantime_serde")]
     pub origin_connect_timeout: Duration,
-    /// Time allowed for the origin's response headers (beyond: 504).
+    /// Time allowed for the origin's response headers (beyond: 504): from
+    /// the request's start, or for a request with a body from its last
+    /// frame sent to the origin.
     #[serde(with = "humantime_serde")]
     pub origin_response_timeout: Duration,
     /// Idle pooled origin connections are closed after this.

@@ -17,10 +17,22 @@
 //! headers stripped the same way. An upgrade is tunnelled only once the
 //! origin has answered `101`; any other answer is an ordinary response and
 //! the client connection goes on parsing requests.
+//!
+//! `origin_response_timeout` is how long the origin may take to answer: for
+//! a request without a body it runs from the start (connect included), for
+//! one with a body from the last body frame handed to the origin
+//! connection, so a long upload is not cut off while it moves, yet an
+//! origin that stops reading it, or never answers after it, still ends in
+//! a 504.
 
 use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use bytes::Bytes;
 
 use http::header::{COOKIE, HOST, HeaderValue, UPGRADE};
 use http::uri::PathAndQuery;
@@ -35,7 +47,7 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use sha2::{Digest, Sha256};
 
-use crate::body::{self, Body};
+use crate::body::{self, Body, BoxError};
 use crate::config::Limits;
 use crate::error::ProxyError;
 use crate::forwarded;
@@ -78,13 +90,14 @@ impl CaBundle {
     }
 }
 
-type HttpsClient = Client<HttpsConnector<HttpConnector>, Body>;
+type HttpsClient = Client<Lenient<HttpsConnector<HttpConnector>>, Body>;
+type UpgradeClient = Client<HttpsConnector<HttpConnector>, Body>;
 
 /// The clients for one trust set: `any` negotiates HTTP/2 or HTTP/1.1 by
 /// ALPN; `h1` offers HTTP/1.1 only, for upgrades (which HTTP/2 cannot carry).
 struct Clients {
     any: HttpsClient,
-    h1: HttpsClient,
+    h1: UpgradeClient,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,25 +177,41 @@ impl Forwarder {
         let upgrade = hop::websocket_upgrade(parts.version, &parts.headers);
         prepare_request(&mut parts.headers, &target, upgrade.clone());
         let uri = origin_uri(origin, &parts.uri)?;
+        // A request with a body is timed from its last frame, not from
+        // its start: a slow upload is not a late origin.
+        let (body, moved) = if http_body::Body::is_end_stream(&body) {
+            (body, None)
+        } else {
+            let moved = Arc::new(Moved::new());
+            (body::boxed(Tracked { inner: body, moved: moved.clone() }), Some(moved))
+        };
         let mut request = Request::from_parts(parts, body);
         *request.uri_mut() = uri;
         *request.version_mut() = Version::HTTP_11;
 
         let clients = self.clients(target.ca, target.limits);
-        let client = if upgrade.is_some() { &clients.h1 } else { &clients.any };
         let timeout = target.limits.origin_response_timeout;
-        let response = match tokio::time::timeout(timeout, client.request(request)).await {
-            Err(_) => return Err(ProxyError::OriginTimeout { origin: origin.uri.to_string(), timeout }),
-            Ok(Err(e)) if e.is_connect() => {
+        let sent = if upgrade.is_some() { clients.h1.request(request) } else { clients.any.request(request) };
+        let answered = match &moved {
+            None => tokio::time::timeout(timeout, sent).await.ok(),
+            Some(moved) => tokio::select! {
+                biased;
+                answer = sent => Some(answer),
+                () = moved.quiet_for(timeout) => None,
+            },
+        };
+        let response = match answered {
+            None => return Err(ProxyError::OriginTimeout { origin: origin.uri.to_string(), timeout }),
+            Some(Err(e)) if e.is_connect() => {
                 return Err(ProxyError::OriginUnreachable {
                     origin: origin.uri.to_string(),
                     source: e.into(),
                 });
             }
-            Ok(Err(e)) => {
+            Some(Err(e)) => {
                 return Err(ProxyError::OriginFailed { origin: origin.uri.to_string(), source: e.into() });
             }
-            Ok(Ok(response)) => response,
+            Some(Ok(response)) => response,
         };
 
         let (mut parts, incoming) = response.into_parts();
@@ -202,6 +231,73 @@ impl Forwarder {
             target.tasks.spawn(tunnel(client_side, origin_side, guard));
         }
         Ok(Response::from_parts(parts, body::boxed(incoming)))
+    }
+}
+
+/// When a request body last moved towards the origin, for
+/// `origin_response_timeout`: hyper polls the next frame only once the
+/// previous one is written, so a frame taken is progress, and no frame for
+/// the whole timeout means the origin stopped reading (or the client
+/// stopped sending): either way the request ends as a 504 instead of
+/// hanging.
+#[derive(Debug)]
+struct Moved {
+    start: tokio::time::Instant,
+    /// Milliseconds after `start`.
+    at_ms: AtomicU64,
+}
+
+impl Moved {
+    fn new() -> Moved {
+        Moved { start: tokio::time::Instant::now(), at_ms: AtomicU64::new(0) }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.at_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Resolves once nothing has moved for `timeout`.
+    async fn quiet_for(&self, timeout: Duration) {
+        loop {
+            let last = self.start + Duration::from_millis(self.at_ms.load(Ordering::Relaxed));
+            let deadline = last + timeout;
+            if tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
+
+/// The request body, touching [`Moved`] at each frame (and at its end).
+struct Tracked {
+    inner: Body,
+    moved: Arc<Moved>,
+}
+
+impl http_body::Body for Tracked {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_frame(cx);
+        if poll.is_ready() {
+            this.moved.touch();
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -292,14 +388,140 @@ fn build_clients(ca: Option<&CaBundle>, limits: &Limits) -> Clients {
         .wrap_connector(http.clone());
     let h1 =
         HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
-    let client = |connector| {
-        Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(limits.origin_idle_timeout)
-            .build(connector)
-    };
-    Clients { any: client(any), h1: client(h1) }
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(limits.origin_idle_timeout);
+    Clients { any: builder.build(Lenient(any)), h1: builder.build(h1) }
+}
+
+/// The origin connector for ordinary requests: its connections outlive an
+/// origin that stops reading.
+///
+/// An origin may answer before reading the whole request body (a 413 for a
+/// too-large upload, a redirect) and close. hyper's client is then still
+/// writing the body; its next write fails (EPIPE / ECONNRESET) and it fails
+/// the whole request, before reading the answer that is already there, so
+/// the visitor would get a 502 instead of the origin's 413. Once a write
+/// has failed that way, [`LenientIo`] reports the rest of the body as
+/// written (dropping it: the origin is gone) while reads go on, so the
+/// answer is read and forwarded; when there is none, the read side fails
+/// (end of stream, reset) and the request still ends as a 502. Not used for
+/// upgrades: a WebSocket tunnel must end when the origin goes.
+#[derive(Clone)]
+struct Lenient<C>(C);
+
+impl<C> tower_service::Service<Uri> for Lenient<C>
+where
+    C: tower_service::Service<Uri>,
+    C::Future: Unpin,
+{
+    type Response = LenientIo<C::Response>;
+    type Error = C::Error;
+    type Future = futures_util::future::MapOk<C::Future, fn(C::Response) -> LenientIo<C::Response>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        use futures_util::TryFutureExt as _;
+        self.0.call(uri).map_ok(|io| LenientIo { inner: io, gone: false })
+    }
+}
+
+/// An origin connection whose writes succeed (into nothing) once the origin
+/// has closed its end; see [`Lenient`].
+struct LenientIo<T> {
+    inner: T,
+    /// A write failed because the origin closed: drop what follows.
+    gone: bool,
+}
+
+/// Whether a write error means the origin closed its end.
+fn origin_gone(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset)
+}
+
+impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for LenientIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for LenientIo<T> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        if this.gone {
+            return Poll::Ready(Ok(buf.len()));
+        }
+        match Pin::new(&mut this.inner).poll_write(cx, buf) {
+            Poll::Ready(Err(e)) if origin_gone(&e) => {
+                tracing::debug!(error = %e, "origin closed while the request was being sent; reading its answer");
+                this.gone = true;
+                Poll::Ready(Ok(buf.len()))
+            }
+            other => other,
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let all = bufs.iter().map(|b| b.len()).sum();
+        if this.gone {
+            return Poll::Ready(Ok(all));
+        }
+        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
+            Poll::Ready(Err(e)) if origin_gone(&e) => {
+                this.gone = true;
+                Poll::Ready(Ok(all))
+            }
+            other => other,
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.gone {
+            return Poll::Ready(Ok(()));
+        }
+        match Pin::new(&mut this.inner).poll_flush(cx) {
+            Poll::Ready(Err(e)) if origin_gone(&e) => {
+                this.gone = true;
+                Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.gone {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
+impl<T: hyper_util::client::legacy::connect::Connection> hyper_util::client::legacy::connect::Connection
+    for LenientIo<T>
+{
+    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
+        self.inner.connected()
+    }
 }
 
 /// Copies bytes both ways between the client and the origin once both

@@ -28,7 +28,7 @@ use http::header::COOKIE;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::category::CategoryId;
-use crate::consent::Consent;
+use crate::consent::{Consent, GPC_NOTE};
 use crate::cookie::raw_pairs;
 use crate::decision::{Action, Decision, Decisions, Item};
 use crate::policy::{CookieBasis, Mode, Policy};
@@ -75,7 +75,8 @@ pub fn filter_request(
             let name = String::from_utf8_lossy(pair.name);
             let (category, basis) = policy.classify_cookie(&name, host);
             let allowed = policy.cookie_allowed(category, consent.granted);
-            record(decisions, &name, host, category, allowed, &basis);
+            let gpc = !allowed && consent.refused_by_gpc(category);
+            record(decisions, &name, host, category, allowed, gpc, &basis);
             if allowed {
                 continue;
             }
@@ -118,16 +119,18 @@ fn record(
     host: &str,
     category: Option<CategoryId>,
     allowed: bool,
+    gpc: bool,
     basis: &CookieBasis<'_>,
 ) {
     let action = if allowed { Action::Allow } else { Action::Block };
+    let rule = if gpc { format!("{GPC_NOTE}{}", basis.describe()) } else { basis.describe() };
     tracing::debug!(
         item = "request_cookie",
         cookie = %name,
         host = %host,
         category = ?category.map(CategoryId::index),
         action = action.name(),
-        rule = %basis.describe(),
+        rule = %rule,
         "cookie decision"
     );
     decisions.push(Decision {
@@ -136,7 +139,7 @@ fn record(
         domain: host.to_string(),
         category,
         action,
-        rule: basis.describe(),
+        rule,
     });
 }
 
@@ -230,6 +233,33 @@ category = "advertising"
             h.append(COOKIE, HeaderValue::from_bytes(v).unwrap());
         }
         h
+    }
+
+    /// A cookie refused because `Sec-GPC: 1` took its category back says
+    /// so in its decision; one refused for want of consent does not.
+    #[test]
+    fn gpc_refusals_are_named_in_decisions() {
+        let p = policy("");
+        let now = std::time::SystemTime::now();
+        let value = crate::consent::encode(&["analytics", "advertising"], 0, now, None);
+        let header = format!("consentry={value}");
+        let jar = crate::cookie::CookieJar::parse(&header);
+        let c = crate::consent::read(&p.consent, &jar, true, now);
+        assert_eq!(p.categories.names(c.gpc_refused), "advertising");
+        let mut h = headers(&[b"_fbp=fb.1; lang=en; _ga=GA1.2.3"]);
+        let mut d = Decisions::new();
+        filter_request(&mut h, &p, "www.example.com", &c, &mut d);
+        assert_eq!(cookies(&h), vec!["_ga=GA1.2.3"]);
+        let rules: Vec<(&str, Action, &str)> =
+            d.iter().map(|d| (d.name.as_str(), d.action, d.rule.as_str())).collect();
+        assert_eq!(rules[0].0, "_fbp");
+        assert_eq!(rules[0].1, Action::Block);
+        assert!(rules[0].2.starts_with(GPC_NOTE), "{rules:?}");
+        assert_eq!(rules[1].0, "lang");
+        assert_eq!(rules[1].1, Action::Block);
+        assert!(!rules[1].2.contains("GPC"), "not granted at all, GPC is not why: {rules:?}");
+        assert_eq!((rules[2].0, rules[2].1), ("_ga", Action::Allow));
+        assert!(!rules[2].2.contains("GPC"));
     }
 
     #[test]

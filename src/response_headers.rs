@@ -52,7 +52,7 @@ use http::header::{SET_COOKIE, VARY};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use crate::category::CategoryId;
-use crate::consent::Consent;
+use crate::consent::{Consent, GPC_NOTE};
 use crate::decision::{Action, Decision, Decisions, Item};
 use crate::policy::{CookieBasis, Mode, Policy};
 use crate::request_filter::Withdrawn;
@@ -144,7 +144,7 @@ pub fn judge_set_cookie(value: &HeaderValue, cx: &ResponseContext<'_>, now: i64)
         // unchanged, even for a refused category.
         (Verdict::Keep, Action::Allow, if allowed { "" } else { "deletion always allowed; " })
     } else if !allowed {
-        (Verdict::Drop, Action::Block, "")
+        (Verdict::Drop, Action::Block, if cx.consent.refused_by_gpc(category) { GPC_NOTE } else { "" })
     } else {
         let edit = edit_for(policy, &name, category, &basis, lifetime, now);
         let changes = set_cookie::plan(&cookie, &edit);
@@ -328,7 +328,11 @@ fn record_sweep(
         domain,
         category: w.category,
         action,
-        rule: why.to_string(),
+        rule: if cx.consent.refused_by_gpc(w.category) {
+            format!("{GPC_NOTE}{why}")
+        } else {
+            why.to_string()
+        },
     });
 }
 
@@ -565,6 +569,35 @@ mod tests {
         let mut d = Decisions::new();
         filter_response(StatusCode::OK, h, &cx(p, c, withdrawn), &mut d);
         d
+    }
+
+    /// `Set-Cookie` and sweep decisions name `Sec-GPC: 1` when it is why
+    /// the cookie is refused.
+    #[test]
+    fn gpc_refusals_are_named_in_decisions() {
+        let p = policy("");
+        let mut c = consent(&p, &["functional", "analytics"]);
+        c.gpc_refused = crate::category::CategorySet::only(p.categories.id("advertising").unwrap());
+        let w = [Withdrawn {
+            name: "_fbp".into(),
+            category: p.categories.id("advertising"),
+            domain: None,
+            paths: vec!["/".into()],
+        }];
+        let mut h = response(&["_fbp=fb.1; Path=/; Max-Age=3600", "tracker=1", "lang=fr"]);
+        let d = run(&p, &c, &w, &mut h);
+        assert_eq!(set_cookies(&h)[0], "lang=fr");
+        let find = |item: Item, name: &str| {
+            d.iter().find(|d| d.item == item && d.name == name).unwrap_or_else(|| panic!("{d:?}")).clone()
+        };
+        let fbp = find(Item::SetCookie, "_fbp");
+        assert_eq!(fbp.action, Action::Block);
+        assert!(fbp.rule.starts_with(GPC_NOTE), "{fbp:?}");
+        let tracker = find(Item::SetCookie, "tracker");
+        assert!(!tracker.rule.contains("GPC"), "{tracker:?}");
+        let sweep = find(Item::Sweep, "_fbp");
+        assert_eq!(sweep.action, Action::Sweep);
+        assert_eq!(sweep.rule, format!("{GPC_NOTE}withdrawn"));
     }
 
     #[test]

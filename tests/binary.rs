@@ -175,6 +175,12 @@ async fn the_demo_serves_the_sample_site_through_the_proxy() {
         let path = dir.path().join("demo.toml");
         std::fs::write(&path, text).unwrap();
         let mut demo = Binary::start(&["demo", "--config", path.to_str().unwrap()], dir);
+        assert_eq!(demo.http.port(), proxy_port);
+        // It prints the URL to open (once the proxy listens, so it is there by now).
+        let open = format!("open        http://localhost:{proxy_port}/");
+        while !demo.lines.lock().unwrap().iter().any(|l| l.contains(&open)) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let mut client = Client::http1(demo.http, "localhost").await;
         let page = client.get("/").await;
         assert_eq!(page.status, StatusCode::OK);

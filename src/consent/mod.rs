@@ -254,6 +254,9 @@ pub struct Reading {
     pub outside_region: bool,
 }
 
+/// What a decision's rule starts with when `Sec-GPC: 1` refused the item.
+pub const GPC_NOTE: &str = "refused by Sec-GPC: 1; ";
+
 /// The result of the consent stage for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Consent {
@@ -272,6 +275,13 @@ pub struct Consent {
 }
 
 impl Consent {
+    /// Whether `Sec-GPC: 1` is why an item of this category is refused:
+    /// the visitor granted the category and GPC took it back. Decisions
+    /// name it ([`GPC_NOTE`]).
+    pub fn refused_by_gpc(&self, category: Option<CategoryId>) -> bool {
+        category.is_some_and(|id| self.gpc_refused.contains(id))
+    }
+
     /// Necessary only, for the given reason.
     pub fn none(format: Format, state: State) -> Consent {
         Consent {
