@@ -1,0 +1,200 @@
+//! Request smuggling: every case of aws/http-desync-guardian's test suite
+//! (`../shared/testdata/desync-guardian/*.yaml`) is sent, byte for byte, to
+//! the real proxy in front of a counting origin. Every `Severe` request
+//! must be refused (400/501, or the connection closed) and never reach the
+//! origin. The other tiers are reported in the summary table, and the
+//! `Compliant` ones must be forwarded (a sanity stage that refuses
+//! everything would pass the first check).
+//!
+//! Without the test data (it lives outside the repository) the test prints
+//! a notice and passes.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::*;
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+#[derive(Debug, Deserialize)]
+struct Case {
+    name: String,
+    uri: serde_yaml::Value,
+    method: serde_yaml::Value,
+    version: serde_yaml::Value,
+    #[serde(default)]
+    headers: Vec<Header>,
+    expected: Expected,
+}
+
+#[derive(Debug, Deserialize)]
+struct Header {
+    name: serde_yaml::Value,
+    value: serde_yaml::Value,
+}
+
+#[derive(Debug, Deserialize)]
+struct Expected {
+    tier: String,
+}
+
+/// A YAML scalar as the bytes it stands for: `"\x01"` and `"\xa0"` escapes
+/// are single bytes (as the suite means them), other characters UTF-8.
+fn bytes(value: &serde_yaml::Value) -> Vec<u8> {
+    let text = match value {
+        serde_yaml::Value::String(s) => s.clone(),
+        serde_yaml::Value::Null => String::new(),
+        other => serde_yaml::to_string(other).unwrap().trim_end().to_string(),
+    };
+    let mut out = Vec::new();
+    for c in text.chars() {
+        match u8::try_from(u32::from(c)) {
+            Ok(b) => out.push(b),
+            Err(_) => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+        }
+    }
+    out
+}
+
+/// The request head of a case. A `Host` is added when the case has none,
+/// so that requests are refused for what the case is about, not for a
+/// missing host.
+fn request(case: &Case) -> Vec<u8> {
+    let mut out = bytes(&case.method);
+    out.push(b' ');
+    out.extend(bytes(&case.uri));
+    let version = bytes(&case.version);
+    if !version.is_empty() {
+        out.push(b' ');
+        out.extend(version);
+    }
+    out.extend_from_slice(b"\r\n");
+    let has_host = case.headers.iter().any(|h| bytes(&h.name).eq_ignore_ascii_case(b"host"));
+    if !has_host {
+        out.extend_from_slice(format!("Host: {HOST}\r\n").as_bytes());
+    }
+    for header in &case.headers {
+        out.extend(bytes(&header.name));
+        out.extend_from_slice(b": ");
+        out.extend(bytes(&header.value));
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    /// The proxy answered this status itself (the origin saw nothing).
+    Refused(u16),
+    /// The proxy closed the connection without a response.
+    Closed,
+    /// The origin received something.
+    Forwarded,
+}
+
+/// Sends one case on a new connection and sees where it ends up.
+async fn run_case(proxy: &Proxy, origin: &CountingOrigin, raw_request: &[u8]) -> Outcome {
+    let before = origin.bytes();
+    let mut stream = tokio::net::TcpStream::connect(proxy.http).await.unwrap();
+    stream.write_all(raw_request).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    // A request with a declared body waits for it: after a while, end the
+    // upload so that a proxy still waiting has to decide.
+    let mut half_closed = false;
+    loop {
+        let wait = if half_closed { Duration::from_secs(20) } else { Duration::from_secs(2) };
+        match tokio::time::timeout(wait, stream.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(n)) => {
+                answer.extend_from_slice(&buf[..n]);
+                if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            Err(_) if !half_closed => {
+                if origin.bytes() != before {
+                    break;
+                }
+                let _ = stream.shutdown().await;
+                half_closed = true;
+            }
+            Err(_) => panic!("the proxy neither answered nor closed: {}", String::from_utf8_lossy(raw_request)),
+        }
+    }
+    // A request the proxy forwarded reached the origin before the origin's
+    // answer came back; a short pause catches one still on its way.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    if origin.bytes() != before {
+        return Outcome::Forwarded;
+    }
+    let text = String::from_utf8_lossy(&answer);
+    match text.strip_prefix("HTTP/1.1 ").and_then(|rest| rest.get(..3)).and_then(|s| s.parse().ok()) {
+        Some(status) => Outcome::Refused(status),
+        None => Outcome::Closed,
+    }
+}
+
+fn testdata() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/desync-guardian");
+    dir.is_dir().then_some(dir)
+}
+
+#[tokio::test]
+async fn every_severe_desync_guardian_case_is_refused_and_never_forwarded() {
+    let Some(dir) = testdata() else {
+        println!("NOTICE: ../shared/testdata/desync-guardian is absent; skipping the desync-guardian suite");
+        return;
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    let origin = counting_origin().await;
+    let proxy = proxy().origin(&origin.origin).hosts(&[HOST, "localhost"]).run().await;
+
+    let mut rows = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let cases: Vec<Case> = serde_yaml::from_str(&text)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        for case in cases {
+            let raw_request = request(&case);
+            let outcome = within(run_case(&proxy, &origin, &raw_request)).await;
+            let file_name = file.file_name().unwrap().to_string_lossy().into_owned();
+            rows.push((file_name, case.name, case.expected.tier, outcome, raw_request));
+        }
+    }
+
+    println!("\n{:<28} {:<11} {:<10} case", "file", "tier", "outcome");
+    let mut failures = Vec::new();
+    let mut tally: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    for (file, name, tier, outcome, raw_request) in &rows {
+        let shown = match outcome {
+            Outcome::Refused(status) => format!("{status}"),
+            Outcome::Closed => "closed".to_string(),
+            Outcome::Forwarded => "forwarded".to_string(),
+        };
+        println!("{file:<28} {tier:<11} {shown:<10} {name}");
+        let kind = if matches!(outcome, Outcome::Forwarded) { "forwarded" } else { "refused" };
+        *tally.entry((tier.clone(), kind.to_string())).or_default() += 1;
+        let severe_ok = matches!(outcome, Outcome::Refused(400 | 501) | Outcome::Closed);
+        if tier == "Severe" && !severe_ok {
+            failures.push(format!("Severe {name:?} ({file}): {outcome:?}\n{}", String::from_utf8_lossy(raw_request)));
+        }
+        if tier == "Compliant" && *outcome != Outcome::Forwarded {
+            failures.push(format!("Compliant {name:?} ({file}) not forwarded: {outcome:?}"));
+        }
+    }
+    println!("\nsummary ({} cases):", rows.len());
+    for ((tier, kind), n) in &tally {
+        println!("  {tier:<11} {kind:<10} {n}");
+    }
+    assert!(rows.iter().any(|r| r.2 == "Severe"), "no Severe case found in {}", dir.display());
+    assert!(failures.is_empty(), "{} case(s) failed:\n{}", failures.len(), failures.join("\n"));
+}
