@@ -1185,7 +1185,9 @@ pub async fn counting_origin() -> CountingOrigin {
                             head.truncate(end + 4);
                             counts.heads.lock().unwrap().push(String::from_utf8_lossy(&head).into_owned());
                             let _ = stream
-                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                                .write_all(
+                                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                                )
                                 .await;
                             break;
                         }
