@@ -185,6 +185,9 @@ pub struct Limits {
     /// Time allowed to receive a request's header section.
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// Longest wait for the next piece of a request body (beyond: 408).
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
     /// Idle keep-alive connections are closed after this.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
@@ -218,6 +221,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             max_header_bytes: 64 * 1024,
             max_headers: 100,

@@ -63,6 +63,13 @@ pub enum ProxyError {
         #[source]
         source: BoxError,
     },
+    /// The client's request body broke its framing (a bad chunk) or the
+    /// connection failed mid-upload; the origin's upload was aborted.
+    #[error("request body failed: {0}")]
+    ClientBody(#[source] BoxError),
+    /// The client stalled its request body beyond `body_read_timeout`.
+    #[error("request body stalled for {0:?}")]
+    ClientTimeout(Duration),
     /// A stage panicked while handling the request; the process goes on.
     #[error("request handler panicked: {0}")]
     Panic(String),
@@ -76,6 +83,8 @@ impl ProxyError {
                 StatusCode::BAD_REQUEST
             }
             ProxyError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::ClientTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::OriginUnreachable { .. } | ProxyError::OriginFailed { .. } => StatusCode::BAD_GATEWAY,
@@ -92,6 +101,8 @@ impl ProxyError {
             ProxyError::MethodNotAllowed(_) => "method not allowed",
             ProxyError::BadRequest(_) | ProxyError::Malformed(_) => "bad request",
             ProxyError::NotImplemented(_) => "not implemented",
+            ProxyError::ClientBody(_) => "the request body is malformed or incomplete",
+            ProxyError::ClientTimeout(_) => "the request body did not arrive in time",
             ProxyError::OriginUnreachable { .. } => "the site's server cannot be reached",
             ProxyError::OriginTimeout { .. } => "the site's server did not answer in time",
             ProxyError::OriginFailed { .. } => "the site's server sent no valid response",
@@ -120,7 +131,13 @@ impl ProxyError {
     /// framing cannot be trusted any more (HTTP/1 only; hyper closes the
     /// connection when the response says `Connection: close`).
     pub fn closes_connection(&self) -> bool {
-        matches!(self, ProxyError::Malformed(_) | ProxyError::NotImplemented(_))
+        matches!(
+            self,
+            ProxyError::Malformed(_)
+                | ProxyError::NotImplemented(_)
+                | ProxyError::ClientBody(_)
+                | ProxyError::ClientTimeout(_)
+        )
     }
 }
 
@@ -143,6 +160,8 @@ mod tests {
             (ProxyError::BadRequest("x".into()), 400),
             (ProxyError::Malformed("x".into()), 400),
             (ProxyError::NotImplemented("x".into()), 501),
+            (ProxyError::ClientBody("x".into()), 400),
+            (ProxyError::ClientTimeout(Duration::from_secs(1)), 408),
             (ProxyError::UnknownHost("x.test".into()), 421),
             (ProxyError::MethodNotAllowed("CONNECT".into()), 405),
             (ProxyError::OriginUnreachable { origin: origin.clone(), source: io() }, 502),

@@ -20,9 +20,13 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{COOKIE, HOST, HeaderValue, UPGRADE};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
@@ -36,7 +40,7 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use sha2::{Digest, Sha256};
 
-use crate::body::{self, Body};
+use crate::body::{self, Body, BoxError};
 use crate::config::Limits;
 use crate::error::ProxyError;
 use crate::forwarded;
@@ -157,6 +161,8 @@ impl Forwarder {
         let upgrade = hop::websocket_upgrade(parts.version, &parts.headers);
         prepare_request(&mut parts.headers, &target, upgrade.clone());
         let uri = origin_uri(origin, &parts.uri)?;
+        let upload = Arc::new(Upload::default());
+        let body = body::boxed(ClientBody::new(body, target.limits.body_read_timeout, upload.clone()));
         let mut request = Request::from_parts(parts, body);
         *request.uri_mut() = uri;
         *request.version_mut() = Version::HTTP_11;
@@ -171,6 +177,15 @@ impl Forwarder {
                     origin: origin.uri.to_string(),
                     source: e.into(),
                 });
+            }
+            // The client's own upload broke (a bad chunk, a stall): its
+            // fault, not the origin's; the origin's request was aborted.
+            Ok(Err(e)) if upload.stalled.load(Ordering::SeqCst) => {
+                tracing::debug!(error = %e, "request body stalled; origin request aborted");
+                return Err(ProxyError::ClientTimeout(target.limits.body_read_timeout));
+            }
+            Ok(Err(e)) if upload.failed.load(Ordering::SeqCst) => {
+                return Err(ProxyError::ClientBody(e.into()));
             }
             Ok(Err(e)) => {
                 return Err(ProxyError::OriginFailed { origin: origin.uri.to_string(), source: e.into() });
@@ -293,6 +308,74 @@ fn build_clients(ca: Option<&CaBundle>, limits: &Limits) -> Clients {
             .build(connector)
     };
     Clients { any: client(any), h1: client(h1) }
+}
+
+/// How the client's upload went, as [`ClientBody`] saw it.
+#[derive(Debug, Default)]
+struct Upload {
+    /// The client body ended with an error (bad framing, reset).
+    failed: AtomicBool,
+    /// The client sent nothing for `body_read_timeout`.
+    stalled: AtomicBool,
+}
+
+pin_project_lite::pin_project! {
+    /// The client's request body on its way to the origin: fails when the
+    /// client stalls longer than `timeout` between two frames (hyper has no
+    /// body read timeout of its own), and records why it failed, so that a
+    /// client's broken upload is answered 400/408 rather than blamed on
+    /// the origin.
+    struct ClientBody {
+        inner: Body,
+        timeout: Duration,
+        #[pin]
+        deadline: tokio::time::Sleep,
+        upload: Arc<Upload>,
+    }
+}
+
+impl ClientBody {
+    fn new(inner: Body, timeout: Duration, upload: Arc<Upload>) -> ClientBody {
+        ClientBody { inner, timeout, deadline: tokio::time::sleep(timeout), upload }
+    }
+}
+
+impl http_body::Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        match Pin::new(&mut *this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.deadline.as_mut().reset(tokio::time::Instant::now() + *this.timeout);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.upload.failed.store(true, Ordering::SeqCst);
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match this.deadline.poll(cx) {
+                Poll::Ready(()) => {
+                    this.upload.stalled.store(true, Ordering::SeqCst);
+                    Poll::Ready(Some(Err(format!("no request body data for {:?}", this.timeout).into())))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Copies bytes both ways between the client and the origin once both

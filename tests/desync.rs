@@ -226,3 +226,162 @@ async fn every_severe_desync_guardian_case_is_refused_and_never_forwarded() {
     assert!(rows.iter().any(|r| r.2 == "Severe"), "no Severe case found in {}", dir.display());
     assert!(failures.is_empty(), "{} case(s) failed:\n{}", failures.len(), failures.join("\n"));
 }
+
+/// An origin (hyper) that reads every body to its end and records each
+/// request it *completed* as `METHOD PATH BODY`; an upload that ends in an
+/// error is recorded as `aborted PATH`.
+async fn completing_origin() -> (Origin, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use http_body_util::BodyExt as _;
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let record = seen.clone();
+    let origin = origin()
+        .fallback_fn(move |request: http::Request<hyper::body::Incoming>| {
+            let record = record.clone();
+            async move {
+                let (parts, body) = request.into_parts();
+                let line = match body.collect().await {
+                    Ok(body) => format!(
+                        "{} {} {}",
+                        parts.method,
+                        parts.uri.path(),
+                        String::from_utf8_lossy(&body.to_bytes())
+                    ),
+                    Err(_) => format!("aborted {}", parts.uri.path()),
+                };
+                record.lock().unwrap().push(line);
+                http::Response::new(consentry::body::full("ran"))
+            }
+        })
+        .run()
+        .await;
+    (origin, seen)
+}
+
+/// Sends raw bytes on a new connection and reads until the proxy closes it.
+async fn exchange(proxy: &Proxy, bytes: &[u8]) -> String {
+    let mut conn = raw(proxy.http).await;
+    conn.send(bytes).await;
+    within(conn.read_to_close()).await
+}
+
+/// The smuggling variants of issue 9, each followed in the same write by a
+/// hidden second request. Each is refused with 400/501 and the connection
+/// closed, and neither it nor the hidden request reaches the origin.
+#[tokio::test]
+async fn smuggling_variants_are_refused_and_the_hidden_request_never_runs() {
+    let (origin, seen) = completing_origin().await;
+    let proxy = proxy().origin(&origin).run().await;
+    let hidden = format!("GET /smuggled HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+    let cases: Vec<(&str, String)> = vec![
+        ("TE chunked, chunked", "Transfer-Encoding: chunked, chunked\r\n".into()),
+        ("TE ,chunked", "Transfer-Encoding: ,chunked\r\n".into()),
+        ("TE chunked twice", "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n".into()),
+        ("TE xchunked", "Transfer-Encoding: xchunked\r\n".into()),
+        ("TE gzip, chunked", "Transfer-Encoding: gzip, chunked\r\n".into()),
+        ("space before colon", "Transfer-Encoding : chunked\r\n".into()),
+        ("CL +10", "Content-Length: +10\r\n".into()),
+        ("CL 0x10", "Content-Length: 0x10\r\n".into()),
+        ("CL empty", "Content-Length: \r\n".into()),
+        ("CL 10, 11", "Content-Length: 10, 11\r\n".into()),
+        ("two differing CL", "Content-Length: 10\r\nContent-Length: 11\r\n".into()),
+        ("two Host", format!("Host: other.test\r\n")),
+    ];
+    for (name, fields) in cases {
+        let request = format!("POST /first HTTP/1.1\r\nHost: {HOST}\r\n{fields}\r\n0\r\n\r\n{hidden}");
+        let answer = exchange(&proxy, request.as_bytes()).await;
+        let status_ok =
+            answer.starts_with("HTTP/1.1 400 ") || answer.starts_with("HTTP/1.1 501 ") || answer.is_empty();
+        assert!(status_ok, "{name}: {answer}");
+        assert_eq!(
+            answer.matches("HTTP/1.1").count(),
+            usize::from(answer.starts_with("HTTP")),
+            "{name}: one answer: {answer}"
+        );
+        if !answer.is_empty() {
+            assert!(answer.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "{name}: {answer}");
+        }
+        assert_eq!(*seen.lock().unwrap(), Vec::<String>::new(), "{name}: reached the origin");
+    }
+
+    // Chunked on HTTP/1.0: refused (hyper), the hidden request unread.
+    let request = format!(
+        "POST /first HTTP/1.0\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{hidden}"
+    );
+    let answer = exchange(&proxy, request.as_bytes()).await;
+    assert!(answer.is_empty() || answer.contains(" 400 "), "HTTP/1.0 chunked: {answer}");
+    assert_eq!(*seen.lock().unwrap(), Vec::<String>::new(), "HTTP/1.0 chunked reached the origin");
+}
+
+/// `Content-Length` with `Transfer-Encoding`: hyper frames the body as
+/// chunked, drops the length before any stage sees it, and closes the
+/// connection after the answer (RFC 9112 §6.3 allows exactly that). The
+/// origin gets the chunked body re-framed, and whatever the length would
+/// have cut differently never runs as a request.
+#[tokio::test]
+async fn content_length_with_chunked_is_framed_as_chunked_then_the_connection_closes() {
+    let (origin, seen) = completing_origin().await;
+    let proxy = proxy().origin(&origin).run().await;
+    // By the length, the body is "3\r\nabc" and "\r\n0\r\n\r\nGET /smuggled..."
+    // would be a second request; by chunked it is "abc" and the rest, hidden.
+    let request = format!(
+        "POST /first HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n\
+         3\r\nabc\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: {HOST}\r\n\r\n"
+    );
+    let answer = exchange(&proxy, request.as_bytes()).await;
+    let completed = seen.lock().unwrap().clone();
+    assert!(!completed.iter().any(|r| r.contains("smuggled")), "{completed:?}");
+    if answer.starts_with("HTTP/1.1 400 ") {
+        assert!(completed.is_empty(), "{completed:?}");
+    } else {
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+        assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
+        assert_eq!(completed, vec!["POST /first abc".to_string()]);
+    }
+    // And the same with the fields the other way round.
+    let request = format!(
+        "POST /second HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\nContent-Length: 6\r\n\r\n\
+         3\r\nabc\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: {HOST}\r\n\r\n"
+    );
+    let answer = exchange(&proxy, request.as_bytes()).await;
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
+    assert!(!seen.lock().unwrap().iter().any(|r| r.contains("smuggled")), "{:?}", seen.lock().unwrap());
+}
+
+/// Bad chunk sizes: the head was sound and has been forwarded (bodies
+/// stream), but the upload is cut where the framing breaks, so the origin
+/// never completes the request, the client gets 400 (or a
+/// closed connection), and the bytes after the bad chunk never run as a
+/// request.
+#[tokio::test]
+async fn bad_chunk_sizes_abort_the_upload_and_the_hidden_request_never_runs() {
+    let (origin, seen) = completing_origin().await;
+    let proxy = proxy().origin(&origin).run().await;
+    let hidden = format!("GET /smuggled HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+    let cases: Vec<(&str, &str)> = vec![
+        ("non-hex size", "zz\r\nabc\r\n0\r\n\r\n"),
+        ("empty size", "\r\nabc\r\n0\r\n\r\n"),
+        ("17 hex digits", "10000000000000000\r\nabc\r\n0\r\n\r\n"),
+        ("bare LF after size", "3\nabc\r\n0\r\n\r\n"),
+        ("CR in extension", "3;a\rb\r\nabc\r\n0\r\n\r\n"),
+        ("LF in extension", "3;a\nb\r\nabc\r\n0\r\n\r\n"),
+        ("size shorter than data", "2\r\nabc\r\n0\r\n\r\n"),
+    ];
+    for (name, body) in cases {
+        let before = seen.lock().unwrap().len();
+        let request = format!(
+            "POST /upload HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n{body}{hidden}"
+        );
+        let answer = exchange(&proxy, request.as_bytes()).await;
+        let status = answer.get(9..12).unwrap_or("");
+        assert!(answer.is_empty() || status == "400", "{name}: {answer}");
+        assert_eq!(answer.matches("HTTP/1.1 ").count(), usize::from(!answer.is_empty()), "{name}: {answer}");
+        // The origin may have seen the head start; it never completed it.
+        let after = seen.lock().unwrap()[before..].to_vec();
+        assert!(after.iter().all(|r| r.starts_with("aborted ")), "{name}: {after:?}");
+        assert!(!after.iter().any(|r| r.contains("smuggled")), "{name}: {after:?}");
+        println!(
+            "{name:<24} client: {:<12} origin: {after:?}",
+            if answer.is_empty() { "closed" } else { status }
+        );
+    }
+}
