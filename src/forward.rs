@@ -83,6 +83,11 @@ impl CaBundle {
     }
 }
 
+/// Most header fields an origin response may carry (hyper's default is
+/// 100: a legacy page setting a few hundred cookies would be a 502). The
+/// response head stays bounded by hyper's read buffer (about 400 KB).
+const ORIGIN_MAX_HEADERS: usize = 2_000;
+
 type HttpsClient = Client<HttpsConnector<HttpConnector>, Body>;
 
 /// The clients for one trust set: `any` negotiates HTTP/2 or HTTP/1.1 by
@@ -302,6 +307,7 @@ fn build_clients(ca: Option<&CaBundle>, limits: &Limits) -> Clients {
         HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
     let client = |connector| {
         Client::builder(TokioExecutor::new())
+            .http1_max_headers(ORIGIN_MAX_HEADERS)
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(limits.origin_idle_timeout)

@@ -909,6 +909,21 @@ impl Client {
         }
     }
 
+    /// Sends a request; `None` when the connection ends before a response
+    /// head (the server closed it or reset it).
+    pub async fn send_checked(&mut self, request: Request<Body>) -> Option<Response<Incoming>> {
+        match &mut self.sender {
+            Sender::H1(sender) => {
+                sender.ready().await.ok()?;
+                sender.send_request(request).await.ok()
+            }
+            Sender::H2(sender) => {
+                sender.ready().await.ok()?;
+                sender.send_request(request).await.ok()
+            }
+        }
+    }
+
     /// Sends a request and reads the whole response; an error (connection
     /// closed, protocol error) is returned, not a panic, for loops that
     /// count failures.
