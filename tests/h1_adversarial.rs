@@ -265,11 +265,13 @@ async fn slow_clients_and_silent_origins_time_out_without_leaking_descriptors() 
         // up on it once nothing could be written for `send_timeout`.
         let mut readers = Vec::new();
         for _ in 0..5 {
-            let stream = TcpStream::connect(addr).await.unwrap();
-            let socket = socket2::SockRef::from(&stream);
-            socket.set_recv_buffer_size(4096).unwrap();
-            let mut stream = stream;
-            stream.write_all(format!("GET /big HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes()).await.unwrap();
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            stream
+                .write_all(
+                    format!("GET /big HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n").as_bytes(),
+                )
+                .await
+                .unwrap();
             readers.push(stream);
         }
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -279,9 +281,10 @@ async fn slow_clients_and_silent_origins_time_out_without_leaking_descriptors() 
             let mut total = 0usize;
             let mut buf = vec![0u8; 64 * 1024];
             loop {
-                match stream.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => total += n,
+                match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+                    Ok(Ok(0) | Err(_)) => break,
+                    Ok(Ok(n)) => total += n,
+                    Err(_) => panic!("the slow reader's connection is still open after {total} bytes"),
                 }
             }
             assert!(total < 64 * 1024 * 1024, "the slow reader got the whole body ({total} bytes)");
