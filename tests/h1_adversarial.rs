@@ -711,3 +711,126 @@ async fn an_origin_closing_mid_body_aborts_the_response() {
     })
     .await;
 }
+
+// ---------------------------------------------------------------------------
+// Rules file written in place during traffic
+
+/// The rules putting the `flip` cookie in `category`.
+fn flip_rules(category: &str, marker: usize) -> String {
+    format!(
+        "# write {marker}\n[[policy.test.cookie]]\nname = \"sessionid\"\ncategory = \"necessary\"\n\
+         [[policy.test.cookie]]\nname = \"flip\"\ncategory = \"{category}\"\n"
+    )
+}
+
+/// The config with the `flip` cookie in `category`.
+fn flip_config(builder: &ProxyBuilder, category: &str, marker: usize) -> String {
+    builder.clone().toml(&flip_rules(category, marker)).config_text()
+}
+
+/// Which of the two policies served a response; anything else is an error.
+fn flip_seen(response: &Result<TestResponse, String>) -> Result<bool, String> {
+    let response = response.as_ref().map_err(Clone::clone)?;
+    if response.status != StatusCode::OK {
+        return Err(format!("status {}", response.status));
+    }
+    match response.header_all("set-cookie").iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["sessionid=s; Path=/", "flip=on; Path=/"] => Ok(true),
+        ["sessionid=s; Path=/"] => Ok(false),
+        ref other => Err(format!("unexpected Set-Cookie {other:?}")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rules_file_truncated_or_half_written_in_place_never_fails_a_request() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    within(async {
+        let origin = cookie_origin(vec![
+            ("set-cookie".into(), "sessionid=s; Path=/".into()),
+            ("set-cookie".into(), "flip=on; Path=/".into()),
+        ])
+        .await;
+        let builder = common::proxy().origin(&origin.origin).policy("unknown_cookies = \"block\"\n");
+        let proxy = builder.clone().toml(&flip_rules("necessary", 0)).watch().run().await;
+        let path = proxy.config_path.clone();
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let problems = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let served = Arc::new(std::sync::Mutex::new((0u64, 0u64)));
+        let mut loaders = Vec::new();
+        for _ in 0..2 {
+            let (stop, problems, served, addr) = (stop.clone(), problems.clone(), served.clone(), proxy.http);
+            loaders.push(tokio::spawn(async move {
+                let mut client = Client::http1(addr, HOST).await;
+                while !stop.load(Ordering::Relaxed) {
+                    let request =
+                        client.request(http::Method::GET, "/").body(consentry::body::empty()).unwrap();
+                    match flip_seen(&client.try_fetch(request).await) {
+                        Ok(true) => served.lock().unwrap().0 += 1,
+                        Ok(false) => served.lock().unwrap().1 += 1,
+                        Err(e) => {
+                            problems.lock().unwrap().push(e);
+                            client = Client::http1(addr, HOST).await;
+                        }
+                    }
+                }
+            }));
+        }
+        // Polls new requests until the policy is the one wanted.
+        let until = |want: bool, what: String| {
+            let addr = proxy.http;
+            async move {
+                let start = Instant::now();
+                let mut client = Client::http1(addr, HOST).await;
+                loop {
+                    let request =
+                        client.request(http::Method::GET, "/").body(consentry::body::empty()).unwrap();
+                    if flip_seen(&client.try_fetch(request).await).unwrap_or_else(|e| panic!("{what}: {e}"))
+                        == want
+                    {
+                        return;
+                    }
+                    assert!(start.elapsed() < Duration::from_secs(10), "{what}: never served");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        until(true, "the first config".into()).await;
+
+        let mut flip_passes = true;
+        for i in 1..=8 {
+            let category = if flip_passes { "advertising" } else { "necessary" };
+            let text = flip_config(&builder, category, i);
+            // Cut inside the last rule's string: not a valid file.
+            let cut = text.rfind(category).unwrap() + 3;
+            let mut file = std::fs::OpenOptions::new().write(true).truncate(true).open(&path).unwrap();
+            if i % 2 == 0 {
+                // Truncated to nothing for a while (a writer that opened the
+                // file and stalled).
+                file.sync_all().unwrap();
+                tokio::time::sleep(Duration::from_millis(400)).await;
+            }
+            file.write_all(&text.as_bytes()[..cut]).unwrap();
+            file.sync_all().unwrap();
+            // Long enough for the watcher to read the half-written file.
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            // The old policy still serves.
+            until(flip_passes, format!("half-written write {i}")).await;
+            file.write_all(&text.as_bytes()[cut..]).unwrap();
+            file.sync_all().unwrap();
+            drop(file);
+            flip_passes = !flip_passes;
+            until(flip_passes, format!("completed write {i}")).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        for loader in loaders {
+            loader.await.unwrap();
+        }
+        let problems = problems.lock().unwrap().clone();
+        assert!(problems.is_empty(), "{} failed requests: {problems:?}", problems.len());
+        let (passes, dropped) = *served.lock().unwrap();
+        assert!(passes > 0 && dropped > 0, "both policies served under load: {passes}/{dropped}");
+    })
+    .await;
+}
