@@ -834,3 +834,33 @@ async fn a_rules_file_truncated_or_half_written_in_place_never_fails_a_request()
     })
     .await;
 }
+
+/// The same over HTTP/2: the stream is reset, the client sees an error
+/// rather than a short body that ends cleanly.
+#[tokio::test]
+async fn an_origin_closing_mid_body_resets_the_h2_stream() {
+    use http_body_util::BodyExt as _;
+    within(async {
+        for content_type in ["text/plain", "text/html"] {
+            let origin = raw_origin(move |mut stream| async move {
+                let _ = read_head(&mut stream).await;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: 10000\r\n\r\n<p>{}",
+                    "z".repeat(5000)
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            })
+            .await;
+            let cert = test_cert(&[HOST]);
+            let proxy = common::proxy().origin(&origin).https(&[&cert]).run().await;
+            let mut client = proxy.h2(HOST, &[&cert]).await;
+            let request = client.request(http::Method::GET, "/").body(consentry::body::empty()).unwrap();
+            let response = client.send(request).await;
+            assert_eq!(response.status(), StatusCode::OK, "{content_type}");
+            let body = response.into_body().collect().await;
+            let error = body.expect_err("a truncated body arrived as a whole one");
+            println!("{content_type}: {error}");
+        }
+    })
+    .await;
+}
