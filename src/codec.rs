@@ -396,11 +396,7 @@ fn gzip_step(w: &mut GzDecoder<Vec<u8>>, input: &[u8], out: &mut Vec<u8>) -> io:
     // The member ended: its CRC and length must match.
     w.try_finish().map_err(|_| corrupt("gzip"))?;
     out.append(w.get_mut());
-    let next_member = match input {
-        [0x1f, 0x8b, ..] | [0x1f] => true,
-        _ => false,
-    };
-    if !next_member {
+    if !matches!(input, [0x1f, 0x8b, ..] | [0x1f]) {
         return Ok(0);
     }
     let inner = std::mem::take(w.get_mut());

@@ -284,7 +284,7 @@ async fn smuggling_variants_are_refused_and_the_hidden_request_never_runs() {
         ("CL empty", "Content-Length: \r\n".into()),
         ("CL 10, 11", "Content-Length: 10, 11\r\n".into()),
         ("two differing CL", "Content-Length: 10\r\nContent-Length: 11\r\n".into()),
-        ("two Host", format!("Host: other.test\r\n")),
+        ("two Host", "Host: other.test\r\n".to_string()),
     ];
     for (name, fields) in cases {
         let request = format!("POST /first HTTP/1.1\r\nHost: {HOST}\r\n{fields}\r\n0\r\n\r\n{hidden}");
