@@ -407,6 +407,42 @@ async fn tunnel(client: OnUpgrade, origin: OnUpgrade, guard: ActiveGuard) {
 mod tests {
     use super::*;
 
+    /// A stalled upload fails after the timeout and says so; a frame in
+    /// time resets the clock; a failing client body is recorded as such.
+    #[tokio::test(start_paused = true)]
+    async fn client_bodies_fail_when_stalled_and_record_why() {
+        use http_body_util::BodyExt as _;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, BoxError>>(1);
+        let frames =
+            futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
+        let upload = Arc::new(Upload::default());
+        let mut body = std::pin::pin!(ClientBody::new(
+            body::boxed(http_body_util::StreamBody::new(frames)),
+            Duration::from_secs(5),
+            upload.clone(),
+        ));
+        tokio::time::advance(Duration::from_secs(4)).await;
+        tx.send(Ok(http_body::Frame::data(Bytes::from_static(b"a")))).await.unwrap();
+        assert!(body.frame().await.unwrap().is_ok());
+        tokio::time::advance(Duration::from_secs(4)).await;
+        tx.send(Ok(http_body::Frame::data(Bytes::from_static(b"b")))).await.unwrap();
+        assert!(body.frame().await.unwrap().is_ok(), "each frame resets the clock");
+        assert!(body.frame().await.unwrap().is_err());
+        assert!(upload.stalled.load(Ordering::SeqCst) && !upload.failed.load(Ordering::SeqCst));
+
+        let failing = body::boxed(http_body_util::StreamBody::new(futures_util::stream::iter([Err::<
+            http_body::Frame<Bytes>,
+            BoxError,
+        >(
+            "bad chunk".into(),
+        )])));
+        let upload = Arc::new(Upload::default());
+        let mut body = std::pin::pin!(ClientBody::new(failing, Duration::from_secs(5), upload.clone()));
+        assert!(body.frame().await.unwrap().is_err());
+        assert!(upload.failed.load(Ordering::SeqCst) && !upload.stalled.load(Ordering::SeqCst));
+        drop(tx);
+    }
+
     #[test]
     fn cookie_fields_join_in_order() {
         let mut headers = HeaderMap::new();

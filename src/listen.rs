@@ -539,6 +539,31 @@ mod tests {
         tasks.stop();
     }
 
+    /// A peer that reads nothing: writes stall, then fail with `TimedOut`
+    /// after the timeout; a peer that reads keeps the writes going.
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_write_times_out_and_progress_resets_the_clock() {
+        let (near, mut far) = tokio::io::duplex(1024);
+        let mut io = SendTimeout::new(near, Duration::from_secs(5));
+        let chunk = [7u8; 512];
+        // Progress: the far side reads, every write completes.
+        for _ in 0..20 {
+            io.write_all(&chunk).await.unwrap();
+            let mut buf = [0u8; 512];
+            far.read_exact(&mut buf).await.unwrap();
+            tokio::time::advance(Duration::from_secs(4)).await;
+        }
+        // No reader: the buffer fills, then the write fails.
+        let started = tokio::time::Instant::now();
+        let error = loop {
+            if let Err(e) = io.write_all(&chunk).await {
+                break e;
+            }
+        };
+        assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= Duration::from_secs(5), "{:?}", started.elapsed());
+    }
+
     #[tokio::test(start_paused = true)]
     async fn idle_waits_for_quiet_then_the_longer_limit() {
         let activity = Activity::default();
