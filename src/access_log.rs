@@ -56,13 +56,17 @@ impl Record {
             String::new()
         } else {
             request
-            .uri()
-            .authority()
-            .map(|a| a.as_str().to_string())
-            .or_else(|| {
-                request.headers().get(http::header::HOST).and_then(|v| v.to_str().ok()).map(str::to_string)
-            })
-            .unwrap_or_default()
+                .uri()
+                .authority()
+                .map(|a| a.as_str().to_string())
+                .or_else(|| {
+                    request
+                        .headers()
+                        .get(http::header::HOST)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                })
+                .unwrap_or_default()
         };
         Record {
             method: request.method().clone(),

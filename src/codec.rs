@@ -20,7 +20,8 @@
 //! - **Same coding out as in.** The response keeps its `Content-Encoding`;
 //!   deflate keeps its framing (zlib-wrapped or raw, sniffed from the first
 //!   two bytes, as browsers accept both). Multi-member gzip is decoded whole
-//!   and re-encoded as one member.
+//!   and re-encoded as one member; bytes after a member that do not start
+//!   another are ignored, as browsers ignore them.
 //!
 //! Compression levels favour speed, as for any on-the-fly compression:
 //! gzip/deflate level 5, brotli quality 5 (window 2^22), zstd level 3.
@@ -28,7 +29,7 @@
 use std::io::{self, Write};
 
 use flate2::Compression;
-use flate2::write::{DeflateDecoder, DeflateEncoder, GzEncoder, MultiGzDecoder, ZlibDecoder, ZlibEncoder};
+use flate2::write::{DeflateDecoder, DeflateEncoder, GzDecoder, GzEncoder, ZlibDecoder, ZlibEncoder};
 use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING};
 use http::{HeaderMap, HeaderValue};
 
@@ -197,7 +198,8 @@ struct BrotliDecoder {
 }
 
 enum DecoderState {
-    Gzip(MultiGzDecoder<Vec<u8>>),
+    /// The current gzip member (a new one starts at each gzip magic).
+    Gzip(GzDecoder<Vec<u8>>),
     /// Deflate before the two bytes that tell zlib from raw.
     DeflateSniff(Vec<u8>),
     Zlib(ZlibDecoder<Vec<u8>>),
@@ -228,7 +230,7 @@ impl Decoder {
     pub fn new(coding: Coding) -> io::Result<Option<Decoder>> {
         let state = match coding {
             Coding::Identity => return Ok(None),
-            Coding::Gzip => DecoderState::Gzip(MultiGzDecoder::new(Vec::new())),
+            Coding::Gzip => DecoderState::Gzip(GzDecoder::new(Vec::new())),
             Coding::Deflate => DecoderState::DeflateSniff(Vec::with_capacity(2)),
             Coding::Brotli => DecoderState::Brotli(Box::new(BrotliDecoder {
                 state: brotli::BrotliState::new(
@@ -302,7 +304,7 @@ impl Decoder {
                 break;
             }
             let n = match &mut self.state {
-                DecoderState::Gzip(w) => step_writer(w, rest, out, "gzip")?,
+                DecoderState::Gzip(w) => gzip_step(w, rest, out)?,
                 DecoderState::Zlib(w) => step_writer(w, rest, out, "deflate")?,
                 DecoderState::RawDeflate(w) => step_writer(w, rest, out, "deflate")?,
                 DecoderState::Zstd(w) => step_writer(w, rest, out, "zstd")?,
@@ -381,6 +383,27 @@ fn step_writer<W: Write + InnerVec>(
     Ok(n)
 }
 
+/// One step of gzip: a member, then either another member (it starts
+/// with the gzip magic `1f 8b`) or trailing garbage, which is ignored as
+/// gzip(1) and browsers ignore it (returns 0 for it, like the other
+/// decoders at their stream's end). Garbage that starts like a member is
+/// an error.
+fn gzip_step(w: &mut GzDecoder<Vec<u8>>, input: &[u8], out: &mut Vec<u8>) -> io::Result<usize> {
+    let n = step_writer(w, input, out, "gzip")?;
+    if n > 0 || input.is_empty() {
+        return Ok(n);
+    }
+    // The member ended: its CRC and length must match.
+    w.try_finish().map_err(|_| corrupt("gzip"))?;
+    out.append(w.get_mut());
+    if !matches!(input, [0x1f, 0x8b, ..] | [0x1f]) {
+        return Ok(0);
+    }
+    let inner = std::mem::take(w.get_mut());
+    *w = GzDecoder::new(inner);
+    step_writer(w, input, out, "gzip")
+}
+
 fn flush_writer<W: Write + InnerVec>(w: &mut W, out: &mut Vec<u8>, what: &str) -> io::Result<()> {
     w.flush().map_err(|_| corrupt(what))?;
     out.append(w.inner_vec());
@@ -392,7 +415,7 @@ trait InnerVec {
     fn inner_vec(&mut self) -> &mut Vec<u8>;
 }
 
-impl InnerVec for MultiGzDecoder<Vec<u8>> {
+impl InnerVec for GzDecoder<Vec<u8>> {
     fn inner_vec(&mut self) -> &mut Vec<u8> {
         self.get_mut()
     }
@@ -717,6 +740,20 @@ mod tests {
         let mut out = Vec::new();
         let r = dec.decode(&gz, &mut out, usize::MAX).and_then(|_| dec.finish(&mut out));
         assert!(r.is_err() || out != data);
+
+        // gzip: a whole member, then junk (browsers show the page).
+        let mut gz = encode_all(Coding::Gzip, DeflateFraming::Zlib, &data, 10_000);
+        gz.extend_from_slice(b"JUNK after the member");
+        let mut dec = Decoder::new(Coding::Gzip).unwrap().unwrap();
+        let mut out = Vec::new();
+        let mut rest = &gz[..];
+        while !rest.is_empty() {
+            let n = dec.decode(rest, &mut out, usize::MAX).unwrap();
+            rest = &rest[n..];
+        }
+        dec.finish(&mut out).unwrap();
+        assert_eq!(out, data);
+        assert_eq!(dec.trailing(), 21);
 
         let mut br = encode_all(Coding::Brotli, DeflateFraming::Zlib, &data, 10_000);
         br.extend_from_slice(b"garbage");

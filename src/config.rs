@@ -185,6 +185,13 @@ pub struct Limits {
     /// Time allowed to receive a request's header section.
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// Longest wait for the next piece of a request body (beyond: 408).
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// Longest a response write to a client may stall (a client that reads
+    /// nothing); beyond, the connection is closed.
+    #[serde(with = "humantime_serde")]
+    pub send_timeout: Duration,
     /// Idle keep-alive connections are closed after this.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
@@ -220,6 +227,8 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            send_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(60),
             max_header_bytes: 64 * 1024,
             max_headers: 100,

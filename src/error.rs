@@ -29,6 +29,13 @@ pub enum ProxyError {
     /// The request cannot be turned into an origin request.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The request head is malformed or ambiguous
+    /// ([`crate::request_sanity`]); the connection is closed after the answer.
+    #[error("malformed request: {0}")]
+    Malformed(String),
+    /// The request uses a transfer coding the proxy does not implement.
+    #[error("not implemented: {0}")]
+    NotImplemented(String),
     /// Connecting to the origin failed (refused, DNS, TLS, connect timeout).
     #[error("cannot connect to origin {origin}: {source}")]
     OriginUnreachable {
@@ -56,6 +63,13 @@ pub enum ProxyError {
         #[source]
         source: BoxError,
     },
+    /// The client's request body broke its framing (a bad chunk) or the
+    /// connection failed mid-upload; the origin's upload was aborted.
+    #[error("request body failed: {0}")]
+    ClientBody(#[source] BoxError),
+    /// The client stalled its request body beyond `body_read_timeout`.
+    #[error("request body stalled for {0:?}")]
+    ClientTimeout(Duration),
     /// A stage panicked while handling the request; the process goes on.
     #[error("request handler panicked: {0}")]
     Panic(String),
@@ -65,7 +79,12 @@ impl ProxyError {
     /// The status code the client gets. The only status mapping in the crate.
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::MissingHost | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::MissingHost | ProxyError::BadRequest(_) | ProxyError::Malformed(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ProxyError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::ClientTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::OriginUnreachable { .. } | ProxyError::OriginFailed { .. } => StatusCode::BAD_GATEWAY,
@@ -80,7 +99,10 @@ impl ProxyError {
             ProxyError::MissingHost => "the request names no host",
             ProxyError::UnknownHost(_) => "no site is configured for this host",
             ProxyError::MethodNotAllowed(_) => "method not allowed",
-            ProxyError::BadRequest(_) => "bad request",
+            ProxyError::BadRequest(_) | ProxyError::Malformed(_) => "bad request",
+            ProxyError::NotImplemented(_) => "not implemented",
+            ProxyError::ClientBody(_) => "the request body is malformed or incomplete",
+            ProxyError::ClientTimeout(_) => "the request body did not arrive in time",
             ProxyError::OriginUnreachable { .. } => "the site's server cannot be reached",
             ProxyError::OriginTimeout { .. } => "the site's server did not answer in time",
             ProxyError::OriginFailed { .. } => "the site's server sent no valid response",
@@ -104,6 +126,19 @@ impl ProxyError {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response
     }
+
+    /// Whether the client connection must close after this answer: its
+    /// framing cannot be trusted any more (HTTP/1 only; hyper closes the
+    /// connection when the response says `Connection: close`).
+    pub fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::Malformed(_)
+                | ProxyError::NotImplemented(_)
+                | ProxyError::ClientBody(_)
+                | ProxyError::ClientTimeout(_)
+        )
+    }
 }
 
 #[cfg(test)]
@@ -123,6 +158,10 @@ mod tests {
         let cases: Vec<(ProxyError, u16)> = vec![
             (ProxyError::MissingHost, 400),
             (ProxyError::BadRequest("x".into()), 400),
+            (ProxyError::Malformed("x".into()), 400),
+            (ProxyError::NotImplemented("x".into()), 501),
+            (ProxyError::ClientBody("x".into()), 400),
+            (ProxyError::ClientTimeout(Duration::from_secs(1)), 408),
             (ProxyError::UnknownHost("x.test".into()), 421),
             (ProxyError::MethodNotAllowed("CONNECT".into()), 405),
             (ProxyError::OriginUnreachable { origin: origin.clone(), source: io() }, 502),

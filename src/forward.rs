@@ -27,13 +27,12 @@
 
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-
 use http::header::{COOKIE, HOST, HeaderValue, UPGRADE};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
@@ -89,6 +88,11 @@ impl CaBundle {
         Ok(CaBundle { certs, digest: hash.finalize().into() })
     }
 }
+
+/// Most header fields an origin response may carry (hyper's default is
+/// 100: a legacy page setting a few hundred cookies would be a 502). The
+/// response head stays bounded by hyper's read buffer (about 400 KB).
+const ORIGIN_MAX_HEADERS: usize = 2_000;
 
 type HttpsClient = Client<Lenient<HttpsConnector<HttpConnector>>, Body>;
 type UpgradeClient = Client<HttpsConnector<HttpConnector>, Body>;
@@ -177,9 +181,13 @@ impl Forwarder {
         let upgrade = hop::websocket_upgrade(parts.version, &parts.headers);
         prepare_request(&mut parts.headers, &target, upgrade.clone());
         let uri = origin_uri(origin, &parts.uri)?;
+        // The client's upload, watched for stalls and broken framing.
+        let upload = Arc::new(Upload::default());
+        let empty = http_body::Body::is_end_stream(&body);
+        let body = body::boxed(ClientBody::new(body, target.limits.body_read_timeout, upload.clone()));
         // A request with a body is timed from its last frame, not from
         // its start: a slow upload is not a late origin.
-        let (body, moved) = if http_body::Body::is_end_stream(&body) {
+        let (body, moved) = if empty {
             (body, None)
         } else {
             let moved = Arc::new(Moved::new());
@@ -207,6 +215,15 @@ impl Forwarder {
                     origin: origin.uri.to_string(),
                     source: e.into(),
                 });
+            }
+            // The client's own upload broke (a bad chunk, a stall): its
+            // fault, not the origin's; the origin's request was aborted.
+            Some(Err(e)) if upload.stalled.load(Ordering::SeqCst) => {
+                tracing::debug!(error = %e, "request body stalled; origin request aborted");
+                return Err(ProxyError::ClientTimeout(target.limits.body_read_timeout));
+            }
+            Some(Err(e)) if upload.failed.load(Ordering::SeqCst) => {
+                return Err(ProxyError::ClientBody(e.into()));
             }
             Some(Err(e)) => {
                 return Err(ProxyError::OriginFailed { origin: origin.uri.to_string(), source: e.into() });
@@ -390,6 +407,7 @@ fn build_clients(ca: Option<&CaBundle>, limits: &Limits) -> Clients {
         HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
     let mut builder = Client::builder(TokioExecutor::new());
     builder
+        .http1_max_headers(ORIGIN_MAX_HEADERS)
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(limits.origin_idle_timeout);
@@ -524,6 +542,74 @@ impl<T: hyper_util::client::legacy::connect::Connection> hyper_util::client::leg
     }
 }
 
+/// How the client's upload went, as [`ClientBody`] saw it.
+#[derive(Debug, Default)]
+struct Upload {
+    /// The client body ended with an error (bad framing, reset).
+    failed: AtomicBool,
+    /// The client sent nothing for `body_read_timeout`.
+    stalled: AtomicBool,
+}
+
+pin_project_lite::pin_project! {
+    /// The client's request body on its way to the origin: fails when the
+    /// client stalls longer than `timeout` between two frames (hyper has no
+    /// body read timeout of its own), and records why it failed, so that a
+    /// client's broken upload is answered 400/408 rather than blamed on
+    /// the origin.
+    struct ClientBody {
+        inner: Body,
+        timeout: Duration,
+        #[pin]
+        deadline: tokio::time::Sleep,
+        upload: Arc<Upload>,
+    }
+}
+
+impl ClientBody {
+    fn new(inner: Body, timeout: Duration, upload: Arc<Upload>) -> ClientBody {
+        ClientBody { inner, timeout, deadline: tokio::time::sleep(timeout), upload }
+    }
+}
+
+impl http_body::Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        match Pin::new(&mut *this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.deadline.as_mut().reset(tokio::time::Instant::now() + *this.timeout);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.upload.failed.store(true, Ordering::SeqCst);
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match this.deadline.poll(cx) {
+                Poll::Ready(()) => {
+                    this.upload.stalled.store(true, Ordering::SeqCst);
+                    Poll::Ready(Some(Err(format!("no request body data for {:?}", this.timeout).into())))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Copies bytes both ways between the client and the origin once both
 /// sides have switched protocols; ends with either side, or on shutdown.
 async fn tunnel(client: OnUpgrade, origin: OnUpgrade, guard: ActiveGuard) {
@@ -546,6 +632,42 @@ async fn tunnel(client: OnUpgrade, origin: OnUpgrade, guard: ActiveGuard) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stalled upload fails after the timeout and says so; a frame in
+    /// time resets the clock; a failing client body is recorded as such.
+    #[tokio::test(start_paused = true)]
+    async fn client_bodies_fail_when_stalled_and_record_why() {
+        use http_body_util::BodyExt as _;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, BoxError>>(1);
+        let frames =
+            futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
+        let upload = Arc::new(Upload::default());
+        let mut body = std::pin::pin!(ClientBody::new(
+            body::boxed(http_body_util::StreamBody::new(frames)),
+            Duration::from_secs(5),
+            upload.clone(),
+        ));
+        tokio::time::advance(Duration::from_secs(4)).await;
+        tx.send(Ok(http_body::Frame::data(Bytes::from_static(b"a")))).await.unwrap();
+        assert!(body.frame().await.unwrap().is_ok());
+        tokio::time::advance(Duration::from_secs(4)).await;
+        tx.send(Ok(http_body::Frame::data(Bytes::from_static(b"b")))).await.unwrap();
+        assert!(body.frame().await.unwrap().is_ok(), "each frame resets the clock");
+        assert!(body.frame().await.unwrap().is_err());
+        assert!(upload.stalled.load(Ordering::SeqCst) && !upload.failed.load(Ordering::SeqCst));
+
+        let failing = body::boxed(http_body_util::StreamBody::new(futures_util::stream::iter([Err::<
+            http_body::Frame<Bytes>,
+            BoxError,
+        >(
+            "bad chunk".into(),
+        )])));
+        let upload = Arc::new(Upload::default());
+        let mut body = std::pin::pin!(ClientBody::new(failing, Duration::from_secs(5), upload.clone()));
+        assert!(body.frame().await.unwrap().is_err());
+        assert!(upload.failed.load(Ordering::SeqCst) && !upload.stalled.load(Ordering::SeqCst));
+        drop(tx);
+    }
 
     #[test]
     fn cookie_fields_join_in_order() {

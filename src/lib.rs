@@ -5,6 +5,7 @@
 //! | stage | module | job |
 //! |---|---|---|
 //! | 1 listen | [`listen`] | TCP/TLS accept, HTTP/1.1 + HTTP/2, limits, graceful drain |
+//! | 1½ request sanity | [`request_sanity`] | refuse ambiguous framing (`chunked, chunked`...) and `Host`s |
 //! | 2 route | [`route`] | `Host` → site |
 //! | 3 snapshot | [`snapshot`] | one `Arc<Snapshot>` (sites + policies) per request |
 //! | 4 consent | [`consent`] | consent cookie → granted category set |
@@ -77,6 +78,7 @@ pub mod proxy;
 pub mod receipts;
 pub mod reload;
 pub mod request_filter;
+pub mod request_sanity;
 pub mod response_body;
 pub mod response_headers;
 pub mod route;

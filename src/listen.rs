@@ -13,6 +13,11 @@
 //!   keep-alive hyper starts that timer as soon as a response is done, so an
 //!   idle HTTP/1.1 connection lasts at most `min(header_read_timeout,
 //!   idle_timeout)`.
+//! - **slow bodies and slow readers**: hyper has neither a body read nor a
+//!   write timeout. A request body that stalls for `body_read_timeout` is
+//!   cut in [`crate::forward`] (408); a client that reads nothing for
+//!   `send_timeout` is disconnected by [`SendTimeout`], under TLS too (it
+//!   wraps the TCP stream), tunnels included.
 //! - **idle connections**: a connection with no request in flight is closed
 //!   after `header_read_timeout` if it never sent one, else after
 //!   `idle_timeout` (this is what bounds idle HTTP/2 connections, which keep
@@ -273,6 +278,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor
     let builder = http_builder(&snapshot);
     let limits = snapshot.limits.clone();
     drop(snapshot);
+    let stream = SendTimeout::new(stream, limits.send_timeout);
     let conn = Arc::new(ConnInfo { peer, https: tls.is_some(), activity: Activity::default() });
     let handler = {
         let conn = conn.clone();
@@ -372,6 +378,104 @@ pub async fn serve<I, H, F>(
     }
     // An upgraded connection lives on in its tunnel, which holds a guard.
     activity.quiet().await;
+}
+
+pin_project_lite::pin_project! {
+    /// A connection whose writes fail with `TimedOut` once one has been
+    /// stuck for `timeout` (the client reads nothing): hyper then drops the
+    /// connection, its request and its origin connection.
+    pub struct SendTimeout<I> {
+        #[pin]
+        io: I,
+        timeout: Duration,
+        deadline: Pin<Box<tokio::time::Sleep>>,
+        armed: bool,
+    }
+}
+
+impl<I> SendTimeout<I> {
+    /// Wraps `io`.
+    pub fn new(io: I, timeout: Duration) -> SendTimeout<I> {
+        SendTimeout { io, timeout, deadline: Box::pin(tokio::time::sleep(timeout)), armed: false }
+    }
+}
+
+impl<I> SendTimeout<I> {
+    /// Passes a write's result on; a write still pending when the deadline
+    /// passes becomes an error.
+    fn watch<T>(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        poll: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        let this = self.project();
+        match poll {
+            Poll::Ready(result) => {
+                *this.armed = false;
+                Poll::Ready(result)
+            }
+            Poll::Pending => {
+                if !*this.armed {
+                    this.deadline.as_mut().reset(tokio::time::Instant::now() + *this.timeout);
+                    *this.armed = true;
+                }
+                match this.deadline.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        tracing::debug!(timeout = ?this.timeout, "client read nothing; closing the connection");
+                        Poll::Ready(Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "the client read nothing within send_timeout",
+                        )))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
+impl<I: AsyncRead> AsyncRead for SendTimeout<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.project().io.poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite> AsyncWrite for SendTimeout<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = self.as_mut().project().io.poll_write(cx, buf);
+        self.watch(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = self.as_mut().project().io.poll_write_vectored(cx, bufs);
+        self.watch(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = self.as_mut().project().io.poll_flush(cx);
+        self.watch(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = self.as_mut().project().io.poll_shutdown(cx);
+        self.watch(cx, poll)
+    }
 }
 
 /// The text of a panic payload.
@@ -516,6 +620,31 @@ mod tests {
         let second = exchange(addr, "/ok").await;
         assert!(second.ends_with("fine"), "{second}");
         tasks.stop();
+    }
+
+    /// A peer that reads nothing: writes stall, then fail with `TimedOut`
+    /// after the timeout; a peer that reads keeps the writes going.
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_write_times_out_and_progress_resets_the_clock() {
+        let (near, mut far) = tokio::io::duplex(1024);
+        let mut io = SendTimeout::new(near, Duration::from_secs(5));
+        let chunk = [7u8; 512];
+        // Progress: the far side reads, every write completes.
+        for _ in 0..20 {
+            io.write_all(&chunk).await.unwrap();
+            let mut buf = [0u8; 512];
+            far.read_exact(&mut buf).await.unwrap();
+            tokio::time::advance(Duration::from_secs(4)).await;
+        }
+        // No reader: the buffer fills, then the write fails.
+        let started = tokio::time::Instant::now();
+        let error = loop {
+            if let Err(e) = io.write_all(&chunk).await {
+                break e;
+            }
+        };
+        assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= Duration::from_secs(5), "{:?}", started.elapsed());
     }
 
     #[tokio::test(start_paused = true)]

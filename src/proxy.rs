@@ -12,9 +12,9 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use http::header::HOST;
+use http::header::{CONNECTION, HOST, HeaderValue};
 use http::request::Parts;
-use http::{Request, Response};
+use http::{Request, Response, Version};
 use hyper::body::Incoming;
 
 use crate::access_log::{self, Record};
@@ -31,6 +31,7 @@ use crate::forwarded;
 use crate::h2_request;
 use crate::listen::ConnInfo;
 use crate::request_filter;
+use crate::request_sanity;
 use crate::response_body::{self, BodyContext};
 use crate::response_headers::{self, ResponseContext};
 use crate::route;
@@ -43,6 +44,7 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, request: Request<I
     // Stage 3, snapshot: once per request.
     let snapshot = shared.store.load();
     let mut record = Record::new(&request, conn.peer.ip(), snapshot.log.access);
+    let http1 = request.version() < Version::HTTP_2;
     // An HTTP/2 body must not end cleanly unless it matches its
     // content-length (HTTP/1 framing is hyper's own).
     let request = if request.version() == http::Version::HTTP_2 {
@@ -55,12 +57,18 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, request: Request<I
         Ok(response) => response,
         Err(error) => {
             let status = error.status();
-            if status.is_server_error() {
+            if status.is_server_error() && !error.closes_connection() {
                 tracing::warn!(request_id = %record.request_id, status = status.as_u16(), error = %error, "request failed");
+            } else if error.closes_connection() {
+                tracing::info!(peer = %conn.peer, status = status.as_u16(), error = %error, "request refused, closing the connection");
             } else {
                 tracing::debug!(request_id = %record.request_id, status = status.as_u16(), error = %error, "request refused");
             }
-            error.to_response()
+            let mut response = error.to_response();
+            if http1 && error.closes_connection() {
+                response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
         }
     };
     access_log::finish(response, record, shared.account.clone())
@@ -75,6 +83,16 @@ async fn pipeline(
     record: &mut Record,
 ) -> Result<Response<Body>, ProxyError> {
     let (mut parts, body) = request.into_parts();
+
+    // Stage 1½, request sanity: framing and routing a hardened proxy would
+    // not trust are refused before any stage reads the head.
+    request_sanity::check(parts.version, &parts.headers).map_err(|refusal| match refusal {
+        request_sanity::Refusal::Malformed(why) => ProxyError::Malformed(why),
+        refusal @ request_sanity::Refusal::UnknownCoding(_) => {
+            ProxyError::NotImplemented(refusal.to_string())
+        }
+    })?;
+
     let request_id = forwarded::request_id(&mut parts.headers);
     record.request_id.clone_from(&request_id);
 

@@ -19,7 +19,7 @@ struct Setup {
 
 async fn setup() -> Setup {
     let cert = test_cert(&[HOST]);
-    let origin = counting_origin().await;
+    let origin = h2_counting_origin().await;
     let proxy = proxy().origin(&origin.origin).https(&[&cert]).run().await;
     Setup { proxy, cert, origin }
 }

@@ -909,6 +909,21 @@ impl Client {
         }
     }
 
+    /// Sends a request; `None` when the connection ends before a response
+    /// head (the server closed it or reset it).
+    pub async fn send_checked(&mut self, request: Request<Body>) -> Option<Response<Incoming>> {
+        match &mut self.sender {
+            Sender::H1(sender) => {
+                sender.ready().await.ok()?;
+                sender.send_request(request).await.ok()
+            }
+            Sender::H2(sender) => {
+                sender.ready().await.ok()?;
+                sender.send_request(request).await.ok()
+            }
+        }
+    }
+
     /// Sends a request and reads the whole response; an error (connection
     /// closed, protocol error) is returned, not a panic, for loops that
     /// count failures.
@@ -1141,4 +1156,83 @@ pub fn rss_of(pid: u32) -> u64 {
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
     let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     kb * 1024
+}
+
+// ---------------------------------------------------------------------------
+// A counting origin
+
+/// An origin that counts what reaches it: every connection, every byte and
+/// every request head. Each head is answered `200` with body `ok`, then the
+/// connection is closed (so one connection carries one request and nothing
+/// the proxy sends afterwards can hide in a kept-alive connection).
+#[derive(Debug)]
+pub struct CountingOrigin {
+    /// The server.
+    pub origin: Origin,
+    counts: Arc<Counts>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    connections: std::sync::atomic::AtomicUsize,
+    bytes: std::sync::atomic::AtomicUsize,
+    heads: Mutex<Vec<String>>,
+}
+
+/// Starts a [`CountingOrigin`].
+pub async fn counting_origin() -> CountingOrigin {
+    use std::sync::atomic::Ordering::SeqCst;
+    let counts: Arc<Counts> = Arc::default();
+    let record = counts.clone();
+    let origin = raw_origin(move |mut stream| {
+        let counts = record.clone();
+        async move {
+            counts.connections.fetch_add(1, SeqCst);
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        counts.bytes.fetch_add(n, SeqCst);
+                        head.extend_from_slice(&buf[..n]);
+                        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                            head.truncate(end + 4);
+                            counts.heads.lock().unwrap().push(String::from_utf8_lossy(&head).into_owned());
+                            let _ = stream
+                                .write_all(
+                                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                                )
+                                .await;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    CountingOrigin { origin, counts }
+}
+
+impl CountingOrigin {
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.counts.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Bytes received so far, over every connection.
+    pub fn bytes(&self) -> usize {
+        self.counts.bytes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Every request head received so far, in order.
+    pub fn heads(&self) -> Vec<String> {
+        self.counts.heads.lock().unwrap().clone()
+    }
+}
+
+/// Open file descriptors of this process (`/proc/self/fd`).
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
 }

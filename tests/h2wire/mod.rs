@@ -403,7 +403,7 @@ impl Counting {
 }
 
 /// Starts a [`Counting`] origin.
-pub async fn counting_origin() -> Counting {
+pub async fn h2_counting_origin() -> Counting {
     use http_body_util::BodyExt as _;
     let count = Arc::new(AtomicUsize::new(0));
     let bodies: Arc<std::sync::Mutex<Vec<Vec<u8>>>> = Arc::default();
