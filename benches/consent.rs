@@ -6,7 +6,10 @@
 //!   `Cookie` header (the consent cookie among a dozen analytics, session
 //!   and CDN cookies), then `consent::read` (lookup, parse, map, renewal,
 //!   revision, GPC);
-//! - `encode`: the signed `consentry` value the consent endpoint writes.
+//! - `encode`: the signed `consentry` value the consent endpoint writes;
+//! - `reference/FORMAT`: the floor measured in the same run: splitting the
+//!   same `Cookie` header into a jar, nothing else (`request/FORMAT` minus
+//!   this is what reading consent adds).
 //!
 //! Run: `cargo bench --bench consent -- --warm-up-time 1 --measurement-time 3`
 
@@ -144,6 +147,15 @@ fn bench(c: &mut Criterion) {
                 let jar = CookieJar::parse(black_box(&case.header));
                 consent::read(&case.policy.consent, &jar, true, case.now)
             })
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("consent/reference");
+    for case in &cases {
+        group.throughput(Throughput::Bytes(case.header.len() as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(case.format.name()), case, |b, case| {
+            b.iter(|| CookieJar::parse(black_box(&case.header)))
         });
     }
     group.finish();

@@ -10,6 +10,9 @@
 //!   `consentry` cookie (HMAC-SHA256), then the two stages above — under a
 //!   policy compiled from eight built-in presets plus site rules, as a real
 //!   config is.
+//! - `request/reference_header_copy`: the floor measured in the same run:
+//!   cloning the same request and response `HeaderMap`s (one header copy,
+//!   what any proxy that rebuilds headers pays).
 //! - `set_cookie/*`: one `Set-Cookie` decision (parse + classify + record)
 //!   for each outcome, and the parser alone.
 //! - `cookie_date`: the RFC 6265 date parser alone.
@@ -254,6 +257,14 @@ fn whole_request(c: &mut Criterion<OnCpu>) {
             },
             BatchSize::SmallInput,
         );
+    });
+    let mut resp = HeaderMap::new();
+    for v in &sets {
+        resp.append(SET_COOKIE, v.clone());
+    }
+    let req = request();
+    group.bench_function("reference_header_copy", |b| {
+        b.iter(|| (std::hint::black_box(&req).clone(), std::hint::black_box(&resp).clone()))
     });
     group.finish();
 }

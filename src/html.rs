@@ -438,8 +438,6 @@ struct Shared {
     first_party_cache: std::cell::RefCell<Vec<(Box<str>, bool)>>,
     /// `scheme://host/` of recent first-party absolute URLs.
     first_party_prefixes: std::cell::RefCell<Vec<Box<str>>>,
-    /// `rule (origin)` texts already built, by rule address.
-    rule_texts: std::cell::RefCell<Vec<(usize, String)>>,
     encoding: &'static Encoding,
     /// Bytes received from lol_html (= input offset of its output so far).
     recv: usize,
@@ -543,6 +541,43 @@ fn mentions_url_attribute(bytes: &[u8]) -> bool {
             || (w.eq_ignore_ascii_case(b"dat")
                 && bytes.get(i + 3).is_some_and(|b| b.eq_ignore_ascii_case(&b'a')))
     })
+}
+
+/// The URL-bearing elements a fragment's handlers look at, as bits of a
+/// [`Tags`] set, in the order of [`build_handlers`].
+const FRAGMENT_TAGS: [&[u8]; 6] = [b"script", b"iframe", b"img", b"link", b"embed", b"object"];
+
+/// A set of [`FRAGMENT_TAGS`] (bit `i` is `FRAGMENT_TAGS[i]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Tags(u8);
+
+impl Tags {
+    const ALL: Tags = Tags(0b11_1111);
+
+    fn has(self, i: usize) -> bool {
+        self.0 & (1 << i) != 0
+    }
+}
+
+/// Which of [`FRAGMENT_TAGS`] may start a tag in `bytes` (`<` then the
+/// name, any case). A superset (`<imgx` counts as `img`) is harmless; a
+/// tag it misses cannot exist, as lol_html only reports elements whose
+/// `<name` is in the source. A `<noscript>` fragment then gets a rewriter
+/// with only the selectors it can use, each of which costs a compile.
+fn tags_mentioned(bytes: &[u8]) -> Tags {
+    let mut tags = Tags(0);
+    for i in memchr::memchr_iter(b'<', bytes) {
+        let rest = &bytes[i + 1..];
+        for (bit, name) in FRAGMENT_TAGS.iter().enumerate() {
+            if rest.len() >= name.len() && rest[..name.len()].eq_ignore_ascii_case(name) {
+                tags.0 |= 1 << bit;
+            }
+        }
+        if tags == Tags::ALL {
+            break;
+        }
+    }
+    tags
 }
 
 /// The host of a URL for rule lookup: lower case, no trailing dot.
@@ -671,10 +706,6 @@ fn quick_split<'a>(value: &'a str, default_scheme: &'a str) -> Option<QuickUrl<'
     Some(QuickUrl { scheme, host, path: quick_path(value, at)? })
 }
 
-fn rule_basis(rule: &ResourceRule) -> String {
-    format!("{} ({})", rule.pattern, rule.origin)
-}
-
 impl Shared {
     fn policy(&self) -> &Policy {
         self.cfg.policy()
@@ -689,16 +720,9 @@ impl Shared {
         }
     }
 
-    /// `pattern (origin)` of a rule, built once per page.
+    /// `pattern (origin)` of a rule.
     fn rule_text(&self, rule: &ResourceRule) -> String {
-        let key = std::ptr::from_ref(rule) as usize;
-        let mut texts = self.rule_texts.borrow_mut();
-        if let Some((_, t)) = texts.iter().find(|(k, _)| *k == key) {
-            return t.clone();
-        }
-        let text = rule_basis(rule);
-        texts.push((key, text.clone()));
-        text
+        rule.basis.clone()
     }
 
     fn is_first_party(&self, host: &str) -> bool {
@@ -1072,7 +1096,8 @@ impl Shared {
         let content = &ns.held[content_from..];
         // Most noscripts are a sentence ("please enable JavaScript"): only
         // markup with a URL attribute is worth a parse.
-        if !mentions_url_attribute(content) {
+        let tags = tags_mentioned(content);
+        if tags.0 == 0 || !mentions_url_attribute(content) {
             self.applier.feed(&ns.held);
             return;
         }
@@ -1085,6 +1110,7 @@ impl Shared {
             charset: Some(self.encoding),
         };
         let mut inner = PageRewriter::build(options, Some(Item::Noscript), self.cfg.enforce);
+        inner.tags = tags;
         {
             // The fragment resolves URLs against this page's base.
             let mut s = lock(&inner.shared);
@@ -1492,16 +1518,25 @@ fn handler(
     (Cow::Borrowed(selector), handlers)
 }
 
-fn build_handlers(shared: &Arc<Mutex<Shared>>, fragment: bool) -> Handlers {
+/// The handlers of a page, or of a fragment (only for the `tags` it can contain).
+fn build_handlers(shared: &Arc<Mutex<Shared>>, fragment: bool, tags: Tags) -> Handlers {
     let s = &*SELECTORS;
-    let mut list = vec![
-        handler(shared, &s.script, Shared::on_script),
-        handler(shared, &s.iframe, |sh, el| sh.on_resource(el, "iframe")),
-        handler(shared, &s.img, |sh, el| sh.on_resource(el, "img")),
-        handler(shared, &s.link, |sh, el| sh.on_resource(el, "link")),
-        handler(shared, &s.embed, |sh, el| sh.on_resource(el, "embed")),
-        handler(shared, &s.object, |sh, el| sh.on_resource(el, "object")),
+    type On = fn(&mut Shared, &mut lol_html::send::Element<'_, '_>) -> Option<EndAction>;
+    // In the order of FRAGMENT_TAGS.
+    let all: [(&'static Selector, On); 6] = [
+        (&s.script, Shared::on_script),
+        (&s.iframe, |sh, el| sh.on_resource(el, "iframe")),
+        (&s.img, |sh, el| sh.on_resource(el, "img")),
+        (&s.link, |sh, el| sh.on_resource(el, "link")),
+        (&s.embed, |sh, el| sh.on_resource(el, "embed")),
+        (&s.object, |sh, el| sh.on_resource(el, "object")),
     ];
+    let mut list: Handlers = all
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| tags.has(*i))
+        .map(|(_, (selector, on))| handler(shared, selector, on))
+        .collect();
     if !fragment {
         list.push(handler(shared, &s.base, |sh, el| {
             if let Some(href) = el.get_attribute("href") {
@@ -1541,6 +1576,8 @@ pub struct PageRewriter {
     stage: Stage,
     charset: Option<&'static Encoding>,
     fragment: bool,
+    /// The elements handled (all, but a fragment's own).
+    tags: Tags,
     /// Bytes fed to lol_html.
     fed: usize,
     /// The last `fed - recv` bytes fed: what lol_html has not emitted yet.
@@ -1590,7 +1627,6 @@ impl PageRewriter {
             relative_first_party: true,
             first_party_cache: std::cell::RefCell::new(Vec::with_capacity(HOST_CACHE)),
             first_party_prefixes: std::cell::RefCell::new(Vec::new()),
-            rule_texts: std::cell::RefCell::new(Vec::new()),
             encoding: options.charset.unwrap_or(encoding_rs::UTF_8),
             recv: 0,
             applier: Applier::default(),
@@ -1609,6 +1645,7 @@ impl PageRewriter {
             stage: Stage::Sniff(Vec::new()),
             charset: options.charset,
             fragment,
+            tags: Tags::ALL,
             fed: 0,
             tail: Vec::new(),
             fallback: None,
@@ -1755,7 +1792,7 @@ impl PageRewriter {
             encoding.and_then(AsciiCompatibleEncoding::new).unwrap_or_else(AsciiCompatibleEncoding::utf_8);
         lock(&self.shared).encoding = ascii.into();
         let mut settings = lol_html::send::Settings::new_send();
-        settings.element_content_handlers = build_handlers(&self.shared, self.fragment);
+        settings.element_content_handlers = build_handlers(&self.shared, self.fragment, self.tags);
         settings.encoding = ascii;
         settings.adjust_charset_on_meta_tag = encoding.is_none();
         settings.strict = false;
@@ -1857,6 +1894,17 @@ mod tests {
         assert!(mentions_url_attribute(b"<object data=x>"));
         assert!(!mentions_url_attribute(b"Please enable JavaScript to view this site."));
         assert!(!mentions_url_attribute(b"hre"));
+    }
+
+    #[test]
+    fn fragment_tags_are_found_in_any_case() {
+        assert_eq!(tags_mentioned(b"Please enable JavaScript to view this site."), Tags(0));
+        assert_eq!(tags_mentioned(b"a < b, img"), Tags(0));
+        let t = tags_mentioned(b"<p>x</p><IMG src=x><Iframe src=y>");
+        assert!(t.has(1) && t.has(2), "{t:?}");
+        assert!(!t.has(0) && !t.has(3) && !t.has(4) && !t.has(5), "{t:?}");
+        assert_eq!(tags_mentioned(b"<script><link rel=x><embed><object><img><iframe>"), Tags::ALL);
+        assert_eq!(tags_mentioned(b"<img"), Tags(1 << 2));
     }
 
     #[test]

@@ -440,6 +440,9 @@ pub struct ResourceRule {
     pub provider: String,
     /// Where it came from.
     pub origin: RuleOrigin,
+    /// `pattern (origin)`, as decisions cite it: built once here, not for
+    /// every page that names the rule.
+    pub basis: String,
 }
 
 /// Every resource rule of a policy, ready for lookup.
@@ -979,8 +982,11 @@ pub fn compile(
                 }
             };
             let line = crate::config::line_column(&src.text, r.span().start).0;
+            let pattern = rule.matches.get_ref().clone();
+            let basis = format!("{pattern} ({})", origin(line));
             resource_rules.push(ResourceRule {
-                pattern: rule.matches.get_ref().clone(),
+                basis,
+                pattern,
                 matcher,
                 category: cat,
                 provider: if rule.provider.is_empty() {

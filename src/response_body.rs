@@ -5,8 +5,11 @@
 //!
 //! [`rewrite`] wraps the origin's body in [`RewriteBody`], an
 //! [`http_body::Body`] that rewrites each frame as it arrives and sends the
-//! result on at once (the encoder is flushed per frame), so the visitor gets
-//! the first bytes before the origin has finished.
+//! result on as soon as the origin has nothing more ready (the encoder is
+//! flushed per frame sent), so the visitor gets the first bytes before the
+//! origin has finished. Frames the origin has ready at once are coalesced
+//! into output frames of at least [`MIN_FRAME`] bytes: fewer, larger
+//! frames and writes, never a wait for bytes not yet received.
 //!
 //! # Pass-through, and how it is counted
 //!
@@ -158,6 +161,13 @@ pub fn passthrough_count(reason: Passthrough) -> u64 {
 
 /// Decoded bytes processed per poll before yielding to the executor.
 pub const POLL_BUDGET: usize = 4 * 1024 * 1024;
+
+/// Output smaller than this is not sent while more of the origin's body is
+/// ready at once: a burst of small origin frames (or a rewriter emitting
+/// little at a time) becomes fewer, larger frames and writes. Nothing is
+/// ever held waiting: as soon as the origin has nothing more ready, what
+/// there is goes out.
+pub const MIN_FRAME: usize = 16 * 1024;
 
 /// Decoded bytes produced per decoder step.
 const DECODE_STEP: usize = 64 * 1024;
@@ -318,6 +328,10 @@ pub struct RewriteBody {
     state: State,
     on_done: Option<OnDone>,
     scratch: Vec<u8>,
+    /// Output not sent yet: coalesced while more input is ready at once.
+    out: Vec<u8>,
+    /// HTML written to the encoder since its last flush.
+    unflushed: usize,
 }
 
 impl std::fmt::Debug for RewriteBody {
@@ -364,7 +378,27 @@ impl RewriteBody {
             state: State::Streaming,
             on_done: Some(on_done),
             scratch: Vec::new(),
+            out: Vec::new(),
+            unflushed: 0,
         }
+    }
+
+    /// Output ready to go (flushed through the encoder), counting what the
+    /// encoder holds since its last flush.
+    fn ready_len(&self) -> usize {
+        self.out.len() + self.unflushed
+    }
+
+    /// The coalesced output as one frame (the encoder flushed first, so
+    /// everything rewritten so far is decodable by the visitor).
+    fn take_frame(&mut self) -> Result<Bytes, BoxError> {
+        if self.unflushed > 0
+            && let Some(enc) = self.encoder.as_mut()
+        {
+            enc.flush(&mut self.out)?;
+        }
+        self.unflushed = 0;
+        Ok(Bytes::from(std::mem::take(&mut self.out)))
     }
 
     fn report(&mut self) {
@@ -382,21 +416,29 @@ impl RewriteBody {
         self.encoder.as_mut().ok_or_else(|| "no encoder for identity".into())
     }
 
-    /// Processes pending input within the poll budget; returns bytes to send.
-    fn process(&mut self) -> Result<Vec<u8>, BoxError> {
-        let mut out = Vec::new();
+    /// Processes pending input within `budget` decoded bytes, appending
+    /// what can be sent to `self.out` (compressed output stays in the
+    /// encoder until [`RewriteBody::take_frame`] flushes it); returns the
+    /// budget used.
+    fn process(&mut self, budget: usize) -> Result<usize, BoxError> {
         if self.decoder.is_none() {
             let input = std::mem::take(&mut self.pending);
             if self.inspect {
                 self.page.write(&input, &mut self.scratch);
                 self.scratch.clear();
-                out.extend_from_slice(&input);
+                self.out.extend_from_slice(&input);
             } else {
-                self.page.write(&input, &mut out);
+                if self.out.capacity() == 0 {
+                    // Room for this frame and small edits; no regrowth.
+                    self.out.reserve(input.len() + input.len() / 8);
+                }
+                self.page.write(&input, &mut self.out);
             }
-            return Ok(out);
+            return Ok(input.len().max(1));
         }
-        let mut budget = POLL_BUDGET;
+        let start_budget = budget;
+        let mut budget = budget;
+        let mut out = std::mem::take(&mut self.out);
         let mut html = Vec::new();
         while (!self.pending.is_empty() || self.decoder.as_ref().is_some_and(Decoder::has_pending))
             && budget > 0
@@ -416,7 +458,8 @@ impl RewriteBody {
                 Ok(n) => n,
                 Err(e) => {
                     self.scratch = decoded;
-                    return self.corrupt(e, out);
+                    self.out = self.corrupt(e, out)?;
+                    return Ok(start_budget - budget);
                 }
             };
             if self.inspect {
@@ -447,16 +490,13 @@ impl RewriteBody {
             }
             if !self.inspect && !html.is_empty() {
                 self.encoder()?.write(&html)?;
+                self.unflushed += html.len();
                 html.clear();
             }
             self.scratch = decoded;
         }
-        if !self.inspect
-            && let Some(enc) = self.encoder.as_mut()
-        {
-            enc.flush(&mut out)?;
-        }
-        Ok(out)
+        self.out = out;
+        Ok(start_budget - budget)
     }
 
     /// The origin's compressed stream is corrupt.
@@ -476,6 +516,7 @@ impl RewriteBody {
         if !html.is_empty() || self.encoder.is_some() {
             self.encoder()?.write(&html)?;
         }
+        self.unflushed = 0;
         if let Some(enc) = self.encoder.take() {
             enc.finish(&mut out)?;
         }
@@ -515,6 +556,7 @@ impl RewriteBody {
             if !html.is_empty() || self.encoder.is_some() {
                 self.encoder()?.write(&html)?;
             }
+            self.unflushed = 0;
             if let Some(enc) = self.encoder.take() {
                 enc.finish(&mut out)?;
             }
@@ -533,38 +575,51 @@ impl http_body::Body for RewriteBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
+        // Input processed in this poll: coalescing never runs past one
+        // poll's budget.
+        let mut spent = 0usize;
         loop {
-            match std::mem::replace(&mut this.state, State::Streaming) {
-                State::Streaming => {}
-                State::Trailers(t) => {
-                    this.state = State::Done;
-                    return Poll::Ready(Some(Ok(Frame::trailers(t))));
+            if !matches!(this.state, State::Streaming) {
+                // What was produced before the end (or the failure) goes first.
+                if this.ready_len() > 0 {
+                    return match this.take_frame() {
+                        Ok(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
+                        Err(e) => {
+                            this.state = State::Done;
+                            Poll::Ready(Some(Err(e)))
+                        }
+                    };
                 }
-                State::Failed(e) => {
-                    this.state = State::Done;
-                    return Poll::Ready(Some(Err(e)));
-                }
-                State::Done => {
-                    this.state = State::Done;
-                    return Poll::Ready(None);
+                match std::mem::replace(&mut this.state, State::Done) {
+                    State::Streaming | State::Done => return Poll::Ready(None),
+                    State::Trailers(t) => return Poll::Ready(Some(Ok(Frame::trailers(t)))),
+                    State::Failed(e) => return Poll::Ready(Some(Err(e))),
                 }
             }
             if !this.pending.is_empty() || this.decoder.as_ref().is_some_and(Decoder::has_pending) {
-                let out = match this.process() {
-                    Ok(out) => out,
+                match this.process(POLL_BUDGET.saturating_sub(spent).max(1)) {
+                    Ok(used) => spent += used,
                     Err(e) => {
-                        this.state = State::Done;
+                        this.state = State::Failed(e);
                         this.report();
-                        return Poll::Ready(Some(Err(e)));
+                        continue;
                     }
-                };
-                if !out.is_empty() {
-                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
                 }
                 if !matches!(this.state, State::Streaming) {
                     continue;
                 }
-                if !this.pending.is_empty() {
+                let budget_spent = spent >= POLL_BUDGET;
+                if this.ready_len() >= MIN_FRAME || (budget_spent && this.ready_len() > 0) {
+                    return match this.take_frame() {
+                        Ok(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
+                        Err(e) => {
+                            this.state = State::Failed(e);
+                            this.report();
+                            continue;
+                        }
+                    };
+                }
+                if budget_spent {
                     // Budget spent without output: let others run first.
                     cx.waker().wake_by_ref();
                     return Poll::Pending;
@@ -572,32 +627,41 @@ impl http_body::Body for RewriteBody {
                 continue;
             }
             match Pin::new(&mut this.inner).poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    // Nothing more ready now: send what there is rather
+                    // than wait for it to grow.
+                    if this.ready_len() > 0 {
+                        return match this.take_frame() {
+                            Ok(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
+                            Err(e) => {
+                                this.state = State::Failed(e);
+                                this.report();
+                                continue;
+                            }
+                        };
+                    }
+                    return Poll::Pending;
+                }
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => this.pending = data,
                     Err(frame) => {
                         let out = this.finish();
                         if let Ok(trailers) = frame.into_trailers() {
-                            this.state = State::Trailers(trailers);
+                            if matches!(this.state, State::Streaming) {
+                                this.state = State::Trailers(trailers);
+                            }
                         } else if matches!(this.state, State::Streaming) {
                             this.state = State::Done;
                         }
                         match out {
-                            Ok(out) if !out.is_empty() => {
-                                return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
-                            }
-                            Ok(_) => {}
-                            Err(e) => {
-                                this.state = State::Done;
-                                return Poll::Ready(Some(Err(e)));
-                            }
+                            Ok(mut out) => this.out.append(&mut out),
+                            Err(e) => this.state = State::Failed(e),
                         }
                     }
                 },
                 Poll::Ready(Some(Err(e))) => {
-                    this.state = State::Done;
+                    this.state = State::Failed(e);
                     this.report();
-                    return Poll::Ready(Some(Err(e)));
                 }
                 Poll::Ready(None) => {
                     let out = this.finish();
@@ -605,14 +669,8 @@ impl http_body::Body for RewriteBody {
                         this.state = State::Done;
                     }
                     match out {
-                        Ok(out) if !out.is_empty() => {
-                            return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            this.state = State::Done;
-                            return Poll::Ready(Some(Err(e)));
-                        }
+                        Ok(mut out) => this.out.append(&mut out),
+                        Err(e) => this.state = State::Failed(e),
                     }
                 }
             }
@@ -620,7 +678,7 @@ impl http_body::Body for RewriteBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self.state, State::Done)
+        matches!(self.state, State::Done) && self.ready_len() == 0
     }
 
     fn size_hint(&self) -> SizeHint {

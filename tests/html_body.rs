@@ -217,6 +217,45 @@ fn trailers_follow_the_rewritten_data() {
     assert_eq!(collected.trailers(), Some(&trailers));
 }
 
+#[test]
+fn small_ready_frames_go_out_as_few_large_frames() {
+    // An origin that flushes every 100 bytes (chunked encoding from a
+    // template engine): what is ready at once is sent as frames of at least
+    // MIN_FRAME bytes, not one tiny frame (and write) per origin frame.
+    let site = site(POLICY);
+    let filler: String = (0..4000u64)
+        .map(|i| format!("<p id=\"p{i}\">Item {} costs {}.</p>\n", i * 7919 % 100_003, i * 31 % 977))
+        .collect();
+    let input = format!(
+        "<html><head><script src=\"https://connect.facebook.net/en_US/fbevents.js\"></script></head><body>{filler}</body></html>"
+    );
+    let want =
+        input.replacen("<script src=", "<script type=\"text/plain\" data-category=\"advertising\" src=", 1);
+    for (name, encode, decode) in
+        [(None, identity as Codec, identity as Codec), (Some("gzip"), gzip as Codec, gunzip as Codec)]
+    {
+        let encoded = encode(input.as_bytes());
+        let frames: Vec<Bytes> = encoded.chunks(100).map(Bytes::copy_from_slice).collect();
+        let count = frames.len();
+        let run = run_body(&site, granted(&site, &[]), html_headers(name), frames, None, 1 << 30);
+        assert!(run.error.is_none(), "{name:?}: {:?}", run.error);
+        assert!(decode(&run.bytes()) == want.as_bytes(), "{name:?}: output differs");
+        if name.is_none() {
+            let (last, rest) = run.frames.split_last().unwrap();
+            assert!(!last.is_empty());
+            for f in rest {
+                assert!(f.len() >= response_body::MIN_FRAME, "{name:?}: a frame of {} bytes", f.len());
+            }
+        }
+        assert!(
+            run.frames.len() * 20 < count,
+            "{name:?}: {} input frames became {} output frames",
+            count,
+            run.frames.len()
+        );
+    }
+}
+
 fn context(site: &Arc<consentry::route::Site>, sink: Arc<Mutex<Vec<Decisions>>>) -> BodyContext {
     BodyContext {
         site: site.clone(),
