@@ -161,3 +161,52 @@ mod tests {
         assert_eq!(jar.pairs().iter().map(|p| p.name).collect::<Vec<_>>(), vec!["a", "c"]);
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn offset(outer: &[u8], inner: &[u8]) -> usize {
+        inner.as_ptr() as usize - outer.as_ptr() as usize
+    }
+
+    proptest! {
+        /// Every pair is a piece of the header, in order, between `;`s,
+        /// trimmed, never empty; name and value are pieces of the pair; and
+        /// the jar holds exactly the UTF-8 pairs.
+        #[test]
+        fn pairs_are_pieces_of_the_header_in_order(bytes in proptest::collection::vec(
+            prop_oneof![Just(b';'), Just(b'='), Just(b' '), Just(b'\t'), Just(b'"'), any::<u8>()], 0..200)
+        ) {
+            let pairs: Vec<RawPair<'_>> = raw_pairs(&bytes).collect();
+            let segments = bytes.split(|&b| b == b';').filter(|s| !trim_wsp(s).is_empty()).count();
+            prop_assert_eq!(pairs.len(), segments);
+            let mut at = 0;
+            for p in &pairs {
+                let start = offset(&bytes, p.raw);
+                prop_assert!(start >= at && start + p.raw.len() <= bytes.len());
+                at = start + p.raw.len();
+                prop_assert!(!p.raw.is_empty() && !p.raw.contains(&b';'));
+                prop_assert_eq!(trim_wsp(p.raw), p.raw);
+                for part in [p.name, p.value] {
+                    let o = offset(&bytes, part);
+                    prop_assert!(part.is_empty() || (o >= start && o + part.len() <= at));
+                }
+                match p.raw.iter().position(|&b| b == b'=') {
+                    Some(i) => {
+                        prop_assert_eq!(p.name, trim_wsp(&p.raw[..i]));
+                        prop_assert_eq!(p.value, trim_wsp(&p.raw[i + 1..]));
+                    }
+                    None => prop_assert!(p.name.is_empty() && p.value == p.raw),
+                }
+            }
+            let mut headers = HeaderMap::new();
+            if let Ok(v) = http::HeaderValue::from_bytes(&bytes) {
+                headers.append(COOKIE, v);
+                let utf8 = pairs.iter().filter(|p| std::str::from_utf8(p.raw).is_ok()).count();
+                prop_assert_eq!(CookieJar::from_headers(&headers).len(), utf8);
+            }
+        }
+    }
+}

@@ -491,5 +491,51 @@ mod props {
             prop_assert_eq!(&h, &once);
             prop_assert!(again.is_empty());
         }
+
+        /// Any header bytes a client can send (obs-text, controls, quotes,
+        /// several `Cookie` headers), not only well-formed pairs: the output
+        /// is still the input's pairs, byte for byte and in order, and a
+        /// second pass changes nothing.
+        #[test]
+        fn arbitrary_bytes_filter_to_a_subset_idempotently(
+            values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..120), 0..5),
+            granted in grants(),
+        ) {
+            let p = policy("");
+            let c = consent(&p, &granted);
+            let mut h = HeaderMap::new();
+            for v in &values {
+                if let Ok(v) = HeaderValue::from_bytes(v) {
+                    h.append(COOKIE, v);
+                }
+            }
+            let input = pairs(&h);
+            let mut d = Decisions::new();
+            filter_request(&mut h, &p, "www.example.com", &c, &mut d);
+            let output = pairs(&h);
+            prop_assert!(is_subsequence(&output, &input));
+            prop_assert_eq!(d.len(), input.len());
+            let once = h.clone();
+            let again = filter_request(&mut h, &p, "www.example.com", &c, &mut Decisions::new());
+            prop_assert_eq!(&h, &once);
+            prop_assert!(again.is_empty());
+        }
+
+        /// Report-only changes no `Cookie` header (it only reports).
+        #[test]
+        fn report_only_leaves_cookies_alone(
+            values in proptest::collection::vec(cookie_value(), 0..4),
+            granted in grants(),
+        ) {
+            let p = policy("mode = \"report-only\"");
+            let c = consent(&p, &granted);
+            let mut h = HeaderMap::new();
+            for v in &values {
+                h.append(COOKIE, HeaderValue::from_str(v).unwrap());
+            }
+            let before = h.clone();
+            filter_request(&mut h, &p, "www.example.com", &c, &mut Decisions::new());
+            prop_assert_eq!(h, before);
+        }
     }
 }

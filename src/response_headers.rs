@@ -1032,5 +1032,73 @@ mod props {
             let kept: Vec<_> = d.iter().filter(|d| d.action != Action::Block && d.action != Action::Invalid).collect();
             prop_assert_eq!(kept.len(), values(&h).len());
         }
+
+        /// Arbitrary header bytes from the origin (nameless, control
+        /// characters, junk attributes), with withdrawn cookies to sweep:
+        /// the origin's headers that are kept come first, byte-identical and
+        /// in order; what follows are consentry's own deletions, each for a
+        /// withdrawn name.
+        #[test]
+        fn kept_set_cookies_stay_byte_identical_on_arbitrary_bytes(
+            input in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..80), 0..8),
+            granted in grants(),
+            swept in proptest::sample::subsequence(vec!["_ga", "_fbp", "legacy", "lang"], 0..=4),
+        ) {
+            let p = policy("");
+            let c = consent(&p, &granted);
+            let mut h = HeaderMap::new();
+            let mut origin = Vec::new();
+            for v in &input {
+                if let Ok(v) = HeaderValue::from_bytes(v) {
+                    origin.push(v.as_bytes().to_vec());
+                    h.append(SET_COOKIE, v);
+                }
+            }
+            let withdrawn: Vec<Withdrawn> = swept
+                .iter()
+                .map(|n| Withdrawn { name: (*n).to_string(), category: None, domain: None, paths: vec!["/".into()] })
+                .collect();
+            let cx = ResponseContext {
+                policy: &p,
+                host: "www.example.com",
+                consent: &c,
+                withdrawn: &withdrawn,
+                https: true,
+                now: UNIX_EPOCH + std::time::Duration::from_secs(NOW),
+                body_rewritten: false,
+            };
+            let mut d = Decisions::new();
+            filter_response(StatusCode::OK, &mut h, &cx, &mut d);
+            let out = values(&h);
+            let allowed = d.iter().filter(|d| d.item == Item::SetCookie && d.action == Action::Allow).count();
+            prop_assert!(allowed <= out.len());
+            let (kept, added) = out.split_at(allowed);
+            let mut it = origin.iter();
+            for o in kept {
+                prop_assert!(it.any(|i| i == o), "{}", String::from_utf8_lossy(o));
+            }
+            for a in added {
+                let sc = SetCookie::parse(a).unwrap();
+                prop_assert!(sc.is_deletion(NOW as i64));
+                prop_assert!(swept.iter().any(|n| n.as_bytes() == sc.name()), "{}", String::from_utf8_lossy(a));
+            }
+        }
+
+        /// Report-only never changes a `Set-Cookie`.
+        #[test]
+        fn report_only_leaves_set_cookies_alone(
+            input in proptest::collection::vec(set_cookie_value(), 0..8),
+            granted in grants(),
+        ) {
+            let p = policy("mode = \"report-only\"\n[[policy.default.harden]]\nname = \"*\"\nsecure = true\n");
+            let c = consent(&p, &granted);
+            let mut h = HeaderMap::new();
+            for v in &input {
+                h.append(SET_COOKIE, HeaderValue::from_str(v).unwrap());
+            }
+            let before = values(&h);
+            run(&p, &c, &mut h);
+            prop_assert_eq!(values(&h), before);
+        }
     }
 }
