@@ -366,9 +366,17 @@ pub fn plan(cookie: &SetCookie<'_>, edit: &Edit) -> Changes {
     // `Some(x) > Some(cap)` only when x > cap; `None` is below everything.
     let capped = edit.max_age.is_some_and(|cap| cookie.max_age_peak > Some(cap))
         || edit.expires.is_some_and(|cap| cookie.expires_peak > Some(cap));
-    let same_site_differs = edit
-        .same_site
-        .is_some_and(|want| !cookie.same_site.is_some_and(|have| have.eq_ignore_ascii_case(want.as_bytes())));
+    // Every `SameSite` attribute, not only the last (the one browsers
+    // obey): [`rewrite`] sets each to the wanted value, so an earlier
+    // differing one is a change too (found by the `set_cookie` fuzz target).
+    let same_site_differs = edit.same_site.is_some_and(|want| {
+        cookie.same_site.is_none()
+            || attributes(cookie.raw).any(|attr| {
+                attr.value.len() <= MAX_ATTRIBUTE_VALUE
+                    && matches!(known(&cookie.raw[attr.name.clone()]), Known::SameSite)
+                    && !cookie.raw[attr.value.clone()].eq_ignore_ascii_case(want.as_bytes())
+            })
+    });
     let hardened =
         (edit.secure && !cookie.secure) || (edit.http_only && !cookie.http_only) || same_site_differs;
     Changes { capped, hardened }
@@ -872,6 +880,23 @@ mod tests {
         let c = parse("a=b; Max-Age=50");
         assert!(!plan(&c, &cap).any());
         assert!(plan(&parse("a=b; Max-Age=101"), &cap).capped);
+    }
+
+    #[test]
+    /// Fuzz regression (fuzz/regressions/set_cookie): two `SameSite`
+    /// attributes, the first differing, the last as wanted. `plan` said
+    /// "no change" while `rewrite` edited the first, so a header changed
+    /// with no `Harden` decision recorded.
+    #[test]
+    fn plan_and_rewrite_agree_on_an_earlier_differing_samesite() {
+        let edit = Edit { same_site: Some("Lax"), ..Edit::default() };
+        let c = parse("_ga=1; SameSite=L_ga=2; Path=/; SameSite=Lax");
+        let out = rewrite(&c, &edit);
+        assert_ne!(out, c.raw, "the first SameSite is rewritten");
+        assert!(plan(&c, &edit).hardened, "and the plan says so");
+        let c = parse("_ga=1; SameSite=lax; SameSite=Lax");
+        assert_eq!(rewrite(&c, &edit), c.raw);
+        assert!(!plan(&c, &edit).hardened);
     }
 
     #[test]
