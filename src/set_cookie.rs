@@ -882,7 +882,6 @@ mod tests {
         assert!(plan(&parse("a=b; Max-Age=101"), &cap).capped);
     }
 
-    #[test]
     /// Fuzz regression (fuzz/regressions/set_cookie): two `SameSite`
     /// attributes, the first differing, the last as wanted. `plan` said
     /// "no change" while `rewrite` edited the first, so a header changed
