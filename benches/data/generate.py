@@ -156,52 +156,21 @@ def listing():
     return head(words(4), scripts) + "\n<body>" + "\n".join(body) + "</body></html>\n"
 
 
-# The load harness's 100 KB page (benches/load/run.py `html_page`, copied so
-# the criterion figures and the load figures are about the same bytes).
-LOAD_TRACKERS = [
-    '<script async src="https://www.googletagmanager.com/gtag/js?id=G-ABC123"></script>',
-    "<script>window.dataLayer=window.dataLayer||[];function gtag(){dataLayer.push(arguments);}"
-    "gtag('js',new Date());gtag('config','G-ABC123');</script>",
-    "<script>!function(f,b,e,v,n,t,s){if(f.fbq)return;n=f.fbq=function(){};}"
-    "(window,document,'script','https://connect.facebook.net/en_US/fbevents.js');"
-    "fbq('init','123');fbq('track','PageView');</script>",
-    '<noscript><img height="1" width="1" style="display:none" '
-    'src="https://www.facebook.com/tr?id=123&ev=PageView&noscript=1"/></noscript>',
-    '<script type="text/javascript" id="hs-script-loader" async defer src="//js.hs-scripts.com/123.js"></script>',
-    '<iframe width="560" height="315" src="https://www.youtube.com/embed/dQw4w9WgXcQ" allowfullscreen></iframe>',
-    '<script src="https://js.stripe.com/v3/"></script>',
-    '<script src="/static/app.js"></script>',
-    '<link rel="preconnect" href="https://www.google-analytics.com">',
-    '<img src="https://px.ads.linkedin.com/collect/?pid=1&fmt=gif" width="1" height="1">',
-]
+# The load harness's 100 KB page: imported from benches/load/run.py (not
+# copied), so the criterion figures and the load figures are about the same
+# bytes.
+def _load_harness():
+    import importlib.util
+    import os
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "load", "run.py")
+    spec = importlib.util.spec_from_file_location("load_run", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def load_page(size):
-    """A realistic-looking page of about `size` bytes with 30 scripts."""
-    head = (
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<title>Legacy site</title><link rel=\"stylesheet\" href=\"/static/site.css\">"
-        + "".join(LOAD_TRACKERS[:3])
-        + "</head><body><header><nav><a href=\"/\">Home</a> <a href=\"/pricing\">Pricing</a></nav></header><main>"
-    )
-    tail = "".join(LOAD_TRACKERS[3:]) + "</main><footer>&copy; 2026</footer></body></html>\n"
-    parts = [head]
-    i = 0
-    body_budget = size - len(head) - len(tail)
-    scripts = 0
-    while sum(map(len, parts)) < body_budget + len(head):
-        i += 1
-        parts.append(
-            f"<section id=\"s{i}\"><h2>Section {i}</h2><p>Calls, numbers and SIP trunks for teams of every size. "
-            f"Our VoIP platform routes calls through <a href=\"/features/{i}\">smart IVR</a> and keeps "
-            f"<em>audio</em> crisp on any network.</p><ul><li>Item one</li><li>Item two</li></ul></section>"
-        )
-        if scripts < 20 and i % 3 == 0:
-            scripts += 1
-            parts.append(LOAD_TRACKERS[(scripts % len(LOAD_TRACKERS))])
-    parts.append(tail)
-    return "".join(parts)
-
+    return _load_harness().html_page(size)
 
 
 def tracked():
