@@ -187,17 +187,21 @@ impl Forwarder {
         let upgrade = hop::websocket_upgrade(parts.version, &parts.headers);
         prepare_request(&mut parts.headers, &target, upgrade.clone());
         let uri = origin_uri(origin, &parts.uri)?;
-        // The client's upload, watched for stalls and broken framing.
-        let upload = Arc::new(Upload::default());
-        let empty = http_body::Body::is_end_stream(&body);
-        let body = body::boxed(ClientBody::new(body, target.limits.body_read_timeout, upload.clone()));
-        // A request with a body is timed from its last frame, not from
-        // its start: a slow upload is not a late origin.
-        let (body, moved) = if empty {
+        // A request with a body: the client's upload is watched for
+        // stalls and broken framing, and the origin is timed from the last
+        // frame, not from the start (a slow upload is not a late origin).
+        // A request without one (most of them) is sent as it is: no
+        // wrappers, no timer, no allocation.
+        let (body, upload) = if http_body::Body::is_end_stream(&body) {
             (body, None)
         } else {
+            let upload = Arc::new(Upload::default());
             let moved = Arc::new(Moved::new());
-            (body::boxed(Tracked { inner: body, moved: moved.clone() }), Some(moved))
+            let watched = ClientBody::new(body, target.limits.body_read_timeout, upload.clone());
+            (
+                body::boxed(Tracked { inner: body::boxed(watched), moved: moved.clone() }),
+                Some((upload, moved)),
+            )
         };
         let mut request = Request::from_parts(parts, body);
         *request.uri_mut() = uri;
@@ -206,9 +210,9 @@ impl Forwarder {
         let clients = self.clients(target.ca, target.limits);
         let timeout = target.limits.origin_response_timeout;
         let sent = if upgrade.is_some() { clients.h1.request(request) } else { clients.any.request(request) };
-        let answered = match &moved {
+        let answered = match &upload {
             None => tokio::time::timeout(timeout, sent).await.ok(),
-            Some(moved) => tokio::select! {
+            Some((_, moved)) => tokio::select! {
                 biased;
                 answer = sent => Some(answer),
                 () = moved.quiet_for(timeout) => None,
@@ -224,11 +228,11 @@ impl Forwarder {
             }
             // The client's own upload broke (a bad chunk, a stall): its
             // fault, not the origin's; the origin's request was aborted.
-            Some(Err(e)) if upload.stalled.load(Ordering::SeqCst) => {
+            Some(Err(e)) if upload.as_ref().is_some_and(|(u, _)| u.stalled.load(Ordering::SeqCst)) => {
                 tracing::debug!(error = %e, "request body stalled; origin request aborted");
                 return Err(ProxyError::ClientTimeout(target.limits.body_read_timeout));
             }
-            Some(Err(e)) if upload.failed.load(Ordering::SeqCst) => {
+            Some(Err(e)) if upload.as_ref().is_some_and(|(u, _)| u.failed.load(Ordering::SeqCst)) => {
                 return Err(ProxyError::ClientBody(e.into()));
             }
             Some(Err(e)) => {
