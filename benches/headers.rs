@@ -27,7 +27,14 @@
 #![allow(missing_docs)]
 
 use std::path::PathBuf;
-use std::time::{Duration, UNIX_EPOCH};
+
+/// The allocator the shipped binary uses (src/main.rs): what is measured is
+/// what runs in production.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::hint::black_box;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use consentry::category::CategorySet;
 use consentry::config::Source;
@@ -40,7 +47,7 @@ use consentry::request_filter::filter_request;
 use consentry::response_headers::{ResponseContext, filter_response, judge_set_cookie};
 use consentry::set_cookie::{SetCookie, parse_cookie_date};
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group};
 use http::header::{COOKIE, SET_COOKIE};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
@@ -371,37 +378,84 @@ fn signed_request() -> HeaderMap {
     h
 }
 
+/// What the proxy decides for one request, in proxy.rs's order.
+fn decide(
+    p: &Policy,
+    now: SystemTime,
+    req: &mut HeaderMap,
+    resp: &mut HeaderMap,
+    decisions: &mut Decisions,
+) -> Consent {
+    let consent = {
+        let jar = CookieJar::from_headers(req);
+        let gpc = req.get("sec-gpc").is_some_and(|v| v.as_bytes().trim_ascii() == b"1");
+        consent::read(&p.consent, &jar, gpc, now)
+    };
+    let withdrawn = filter_request(req, p, HOST, &consent, decisions);
+    let cx = ResponseContext {
+        policy: p,
+        host: HOST,
+        consent: &consent,
+        withdrawn: &withdrawn,
+        https: true,
+        now,
+        body_rewritten: true,
+    };
+    filter_response(StatusCode::OK, resp, &cx, decisions);
+    consent
+}
+
+/// A request and response as [`decide`] takes them.
+fn whole_decision_input(sets: &[HeaderValue]) -> (HeaderMap, HeaderMap, Decisions) {
+    let mut resp = HeaderMap::new();
+    for v in sets {
+        resp.append(SET_COOKIE, v.clone());
+    }
+    (signed_request(), resp, Decisions::with_capacity(64))
+}
+
+/// `HEADERS_BENCH_COUNT=N`: run [`decide`] `N` times in `count_once` and
+/// exit, for
+/// `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*count_once*'`
+/// (instruction counts; see BENCHMARKS.md).
+fn count_mode() -> bool {
+    let Ok(n) = std::env::var("HEADERS_BENCH_COUNT") else { return false };
+    let n: usize = n.parse().expect("HEADERS_BENCH_COUNT=N, a number");
+    let p = preset_policy();
+    let sets = set_cookies();
+    let now = UNIX_EPOCH + Duration::from_secs(NOW);
+    let inputs: Vec<_> = (0..n + 1).map(|_| whole_decision_input(&sets)).collect();
+    let mut inputs = inputs.into_iter();
+    // One warm-up run outside the counted function (lazy statics, allocator).
+    let (mut req, mut resp, mut decisions) = inputs.next().unwrap();
+    black_box(decide(&p, now, &mut req, &mut resp, &mut decisions));
+    let outputs = count_once(&p, now, inputs.collect());
+    println!("whole_decision x{n}: {} decisions", outputs.iter().map(|o| o.2.len()).sum::<usize>());
+    true
+}
+
+#[inline(never)]
+fn count_once(
+    p: &Policy,
+    now: SystemTime,
+    inputs: Vec<(HeaderMap, HeaderMap, Decisions)>,
+) -> Vec<(HeaderMap, HeaderMap, Decisions)> {
+    let mut outputs = Vec::with_capacity(inputs.len());
+    for (mut req, mut resp, mut decisions) in inputs {
+        black_box(decide(p, now, &mut req, &mut resp, &mut decisions));
+        outputs.push((req, resp, decisions));
+    }
+    outputs
+}
+
 fn whole_decision(c: &mut Criterion<OnCpu>) {
     let p = preset_policy();
     let sets = set_cookies();
     let now = UNIX_EPOCH + Duration::from_secs(NOW);
-    // What the proxy does, in proxy.rs's order.
-    let decide = |req: &mut HeaderMap, resp: &mut HeaderMap, decisions: &mut Decisions| -> Consent {
-        let consent = {
-            let jar = CookieJar::from_headers(req);
-            let gpc = req.get("sec-gpc").is_some_and(|v| v.as_bytes().trim_ascii() == b"1");
-            consent::read(&p.consent, &jar, gpc, now)
-        };
-        let withdrawn = filter_request(req, &p, HOST, &consent, decisions);
-        let cx = ResponseContext {
-            policy: &p,
-            host: HOST,
-            consent: &consent,
-            withdrawn: &withdrawn,
-            https: true,
-            now,
-            body_rewritten: true,
-        };
-        filter_response(StatusCode::OK, resp, &cx, decisions);
-        consent
+    let decide = |req: &mut HeaderMap, resp: &mut HeaderMap, decisions: &mut Decisions| {
+        decide(&p, now, req, resp, decisions)
     };
-    let setup = || {
-        let mut resp = HeaderMap::new();
-        for v in &sets {
-            resp.append(SET_COOKIE, v.clone());
-        }
-        (signed_request(), resp, Decisions::with_capacity(64))
-    };
+    let setup = || whole_decision_input(&sets);
     // The bench measures the real thing: valid signed consent, GPC honoured,
     // cookies removed, capped, hardened and swept.
     let (mut req, mut resp, mut decisions) = setup();
@@ -434,4 +488,11 @@ criterion_group! {
     config = Criterion::default().with_measurement(OnCpu(WallTime));
     targets = whole_request, whole_decision, per_header
 }
-criterion_main!(benches);
+
+fn main() {
+    if count_mode() {
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -243,7 +243,7 @@ mod tests {
             domain: "shop.test".into(),
             category: None,
             action: Action::Allow,
-            rule: String::new(),
+            rule: "".into(),
         };
         account.record(&site, &site.policy, "r", &[d]);
         assert!(account.flush_audit(Duration::from_secs(5)));

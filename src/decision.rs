@@ -2,6 +2,10 @@
 //! collected per request and handed to [`crate::account`] for metrics, the
 //! inventory and the audit log.
 
+use std::sync::Arc;
+
+use compact_str::CompactString;
+
 use crate::category::CategoryId;
 
 /// The kind of item decided on.
@@ -125,15 +129,18 @@ pub struct Decision {
     /// What kind of item.
     pub item: Item,
     /// Cookie name, or the resource URL (or inline-script signature).
-    pub name: String,
+    /// Inline up to 24 bytes, which nearly every cookie name is.
+    pub name: CompactString,
     /// Cookie domain (its `Domain`, else the request host) or resource host.
-    pub domain: String,
+    pub domain: CompactString,
     /// Its category; `None` = unclassified.
     pub category: Option<CategoryId>,
     /// What was done.
     pub action: Action,
     /// The rule (or default) that decided, as [`crate::policy::CookieBasis::describe`] gives it.
-    pub rule: String,
+    /// Shared: a rule's text is built once, when the policy compiles
+    /// ([`crate::policy::CookieBasis::text`]), not per decision.
+    pub rule: Arc<str>,
 }
 
 /// The decisions of one request, in the order they were made.

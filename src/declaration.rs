@@ -466,7 +466,7 @@ domain = ".shop.test"
                     domain: (*domain).into(),
                     category,
                     action: Action::Allow,
-                    rule: String::new(),
+                    rule: "".into(),
                 }],
                 UNIX_EPOCH + Duration::from_secs(100 + i as u64),
             );

@@ -860,7 +860,14 @@ impl Shared {
             rule = %rule,
             "html decision"
         );
-        self.push_decision(Decision { item, name, domain, category, action, rule });
+        self.push_decision(Decision {
+            item,
+            name: name.into(),
+            domain: domain.into(),
+            category,
+            action,
+            rule: rule.into(),
+        });
     }
 
     fn push_decision(&mut self, decision: Decision) {

@@ -458,7 +458,7 @@ category = "analytics"
     }
 
     fn d(item: Item, name: &str, domain: &str, category: Option<CategoryId>, action: Action) -> Decision {
-        Decision { item, name: name.into(), domain: domain.into(), category, action, rule: String::new() }
+        Decision { item, name: name.into(), domain: domain.into(), category, action, rule: "".into() }
     }
 
     fn at(secs: u64) -> SystemTime {

@@ -488,7 +488,7 @@ mod tests {
     }
 
     fn decision(item: Item, category: Option<CategoryId>, action: Action) -> Decision {
-        Decision { item, name: "x".into(), domain: "a.test".into(), category, action, rule: String::new() }
+        Decision { item, name: "x".into(), domain: "a.test".into(), category, action, rule: "".into() }
     }
 
     fn text(m: &Metrics) -> String {

@@ -9,6 +9,7 @@
 //! once per reload, never per request.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use aho_corasick::{AhoCorasick, MatchKind, StartKind};
@@ -92,12 +93,17 @@ pub struct CookieRule {
     pub duration: String,
     /// Domain restriction (lower case, no leading dot).
     pub domain: Option<String>,
-    /// Paths to delete it on; never empty (`/` by default).
-    pub paths: Vec<String>,
+    /// Paths to delete it on; never empty (`/` by default). Shared with
+    /// every [`crate::request_filter::Withdrawn`] naming this rule.
+    pub paths: Arc<[String]>,
     /// Lifetime cap (beats the category's).
     pub max_age: Option<Duration>,
     /// Where it came from.
     pub origin: RuleOrigin,
+    /// [`CookieBasis::describe`]'s text for this rule, and the same after
+    /// [`crate::consent::GPC_NOTE`]: built by [`CookieRules::new`] (whatever
+    /// a constructor puts here is replaced), shared by every decision.
+    pub described: [Arc<str>; 2],
 }
 
 impl CookieRule {
@@ -203,20 +209,30 @@ fn pattern_regex(text: &str) -> Result<Option<String>, String> {
 #[derive(Debug, Clone, Default)]
 pub struct CookieRules {
     rules: Vec<CookieRule>,
-    exact: HashMap<String, Vec<usize>>,
+    exact: ExactNames,
     /// Globs and regexes of the policy's own rules.
     config_patterns: PatternSet,
     /// Globs and regexes of presets.
     preset_patterns: PatternSet,
 }
 
+/// Exact rule names → rules. The keys are fixed when the policy compiles and
+/// only looked up per request, so the keyed, per-table-seeded foldhash is
+/// enough (and much cheaper than SipHash on short names).
+type ExactNames = HashMap<String, Vec<usize>, foldhash::fast::RandomState>;
+
 impl CookieRules {
     /// Builds the lookup structures. `rules` are in precedence order: the
     /// policy's own rules first, then preset rules.
-    pub fn new(rules: Vec<CookieRule>) -> Result<CookieRules, String> {
-        let mut exact: HashMap<String, Vec<usize>> = HashMap::new();
+    pub fn new(mut rules: Vec<CookieRule>) -> Result<CookieRules, String> {
+        let mut exact: ExactNames = HashMap::default();
         let mut config = PatternSetBuilder::default();
         let mut preset = PatternSetBuilder::default();
+        for rule in &mut rules {
+            let text = format!("{} ({})", rule.pattern, rule.origin);
+            rule.described =
+                [Arc::from(text.as_str()), Arc::from(format!("{}{text}", crate::consent::GPC_NOTE))];
+        }
         for (i, rule) in rules.iter().enumerate() {
             let builder = if rule.origin.is_config() { &mut config } else { &mut preset };
             match pattern_regex(&rule.pattern)? {
@@ -663,7 +679,28 @@ pub enum CookieBasis<'p> {
     Unknown,
 }
 
+/// [`CookieBasis::text`] of the two defaults, plain and after the GPC note.
+static CONSENT_COOKIE_TEXT: LazyLock<[Arc<str>; 2]> = LazyLock::new(|| shared_texts("consent cookie"));
+static UNKNOWN_COOKIE_TEXT: LazyLock<[Arc<str>; 2]> =
+    LazyLock::new(|| shared_texts("unknown_cookies default"));
+
+/// `text` and `text` after [`crate::consent::GPC_NOTE`], shared.
+pub fn shared_texts(text: &str) -> [Arc<str>; 2] {
+    [Arc::from(text), Arc::from(format!("{}{text}", crate::consent::GPC_NOTE))]
+}
+
 impl CookieBasis<'_> {
+    /// [`CookieBasis::describe`], shared rather than built, after
+    /// [`crate::consent::GPC_NOTE`] when `gpc` (the decision was GPC's).
+    pub fn text(&self, gpc: bool) -> Arc<str> {
+        let texts = match self {
+            CookieBasis::Rule(rule) => &rule.described,
+            CookieBasis::ConsentCookie => &*CONSENT_COOKIE_TEXT,
+            CookieBasis::Unknown => &*UNKNOWN_COOKIE_TEXT,
+        };
+        Arc::clone(&texts[usize::from(gpc)])
+    }
+
     /// Short description for logs, the audit log and `explain`.
     pub fn describe(&self) -> String {
         match self {
@@ -944,7 +981,8 @@ pub fn compile(
                 errors.push(src.error_at(c.span(), format!("cookie path {path:?} must start with /")));
             }
             let line = crate::config::line_column(&src.text, c.span().start).0;
-            let paths = if rule.paths.is_empty() { vec!["/".to_string()] } else { rule.paths.clone() };
+            let paths: Arc<[String]> =
+                if rule.paths.is_empty() { Arc::new(["/".to_string()]) } else { rule.paths.clone().into() };
             cookie_rules.push(CookieRule {
                 pattern: rule.name.get_ref().clone(),
                 category: cat,
@@ -959,6 +997,7 @@ pub fn compile(
                 paths,
                 max_age: rule.max_days.map(|d| Duration::from_secs(u64::from(d) * DAY)),
                 origin: origin(line),
+                described: Default::default(),
             });
         }
         for r in resources {
@@ -1458,13 +1497,14 @@ category = "functional"
                 purpose: String::new(),
                 duration: String::new(),
                 domain: domain.then(|| "x.com".to_string()),
-                paths: vec!["/".into()],
+                paths: Arc::new(["/".into()]),
                 max_age: None,
                 origin: if config {
                     RuleOrigin::Config { line: index }
                 } else {
                     RuleOrigin::Preset("p".into())
                 },
+                described: Default::default(),
             }
         }
 
@@ -1628,9 +1668,10 @@ category = "necessary"
             purpose: String::new(),
             duration: String::new(),
             domain: domain.map(str::to_string),
-            paths: vec!["/".into()],
+            paths: Arc::new(["/".into()]),
             max_age: None,
             origin: RuleOrigin::Preset("p".into()),
+            described: Default::default(),
         };
         let rules = CookieRules::new(vec![
             rule("ga*", None),

@@ -23,33 +23,39 @@
 //! request as the visitor sent it, and would-be removals are only recorded.
 
 use std::borrow::Cow;
+use std::sync::{Arc, LazyLock};
+
+use compact_str::CompactString;
 
 use http::header::COOKIE;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::category::CategoryId;
-use crate::consent::{Consent, GPC_NOTE};
-use crate::cookie::raw_pairs;
+use crate::consent::Consent;
+use crate::cookie::{raw_pairs, utf8_lossy};
 use crate::decision::{Action, Decision, Decisions, Item};
 use crate::policy::{CookieBasis, Mode, Policy};
 
 /// The request header telling the origin what the visitor granted.
 pub const CONSENT_HEADER: HeaderName = HeaderName::from_static("consentry-consent");
 
+/// `/`, where cookies without a rule are deleted.
+static ROOT_PATH: LazyLock<Arc<[String]>> = LazyLock::new(|| Arc::new(["/".to_string()]));
+
 /// A cookie the visitor sent but has not consented to: removed from the
 /// request and deleted in the browser by the response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Withdrawn {
     /// Cookie name.
-    pub name: String,
+    pub name: CompactString,
     /// Its category (`None`: unclassified and blocked by default).
     pub category: Option<CategoryId>,
     /// The rule's `Domain` (the sweep deletes on the site's own domains and
     /// host-only whatever it is, and on this one too when it is not among
     /// them).
     pub domain: Option<String>,
-    /// Paths to delete it on.
-    pub paths: Vec<String>,
+    /// Paths to delete it on (the rule's, shared).
+    pub paths: Arc<[String]>,
 }
 
 /// Filters every `Cookie` header in place (unless the policy is
@@ -69,12 +75,15 @@ pub fn filter_request(
     // Per `Cookie` header, in order: whether any of its pairs is refused.
     // Only the (rare) headers that lose a pair are rebuilt.
     let mut refused_in: Vec<bool> = Vec::new();
+    // Every pair's verdict, in order, so a rebuild does not classify again.
+    let mut allowed_pairs: Vec<bool> = Vec::new();
     for value in headers.get_all(COOKIE) {
         let mut refused_here = false;
         for pair in raw_pairs(value.as_bytes()) {
-            let name = String::from_utf8_lossy(pair.name);
+            let name = utf8_lossy(pair.name);
             let (category, basis) = policy.classify_cookie(&name, host);
             let allowed = policy.cookie_allowed(category, consent.granted);
+            allowed_pairs.push(allowed);
             let gpc = !allowed && consent.refused_by_gpc(category);
             record(decisions, &name, host, category, allowed, gpc, &basis);
             if allowed {
@@ -89,9 +98,9 @@ pub fn filter_request(
             {
                 let (domain, paths) = match basis {
                     CookieBasis::Rule(rule) => (rule.domain.clone(), rule.paths.clone()),
-                    CookieBasis::ConsentCookie | CookieBasis::Unknown => (None, vec!["/".to_string()]),
+                    CookieBasis::ConsentCookie | CookieBasis::Unknown => (None, Arc::clone(&ROOT_PATH)),
                 };
-                withdrawn.push(Withdrawn { name: name.into_owned(), category, domain, paths });
+                withdrawn.push(Withdrawn { name: CompactString::from(name), category, domain, paths });
             }
         }
         refused_in.push(refused_here);
@@ -101,7 +110,7 @@ pub fn filter_request(
         return withdrawn;
     }
     if refused_in.contains(&true) {
-        rebuild(headers, policy, host, consent, &refused_in);
+        rebuild(headers, &refused_in, &allowed_pairs);
     }
     if policy.consent_header {
         let names = policy.categories.names(consent.granted);
@@ -123,7 +132,7 @@ fn record(
     basis: &CookieBasis<'_>,
 ) {
     let action = if allowed { Action::Allow } else { Action::Block };
-    let rule = if gpc { format!("{GPC_NOTE}{}", basis.describe()) } else { basis.describe() };
+    let rule = basis.text(gpc);
     tracing::debug!(
         item = "request_cookie",
         cookie = %name,
@@ -135,8 +144,8 @@ fn record(
     );
     decisions.push(Decision {
         item: Item::RequestCookie,
-        name: name.to_string(),
-        domain: host.to_string(),
+        name: name.into(),
+        domain: host.into(),
         category,
         action,
         rule,
@@ -146,21 +155,24 @@ fn record(
 /// Replaces every `Cookie` header that lost a pair by one holding only its
 /// allowed pairs (original bytes, `; ` between them); headers without a
 /// refused pair are put back untouched, in their original order.
-fn rebuild(headers: &mut HeaderMap, policy: &Policy, host: &str, consent: &Consent, refused_in: &[bool]) {
+/// `allowed_pairs` is the verdict of every pair of every header, in order.
+fn rebuild(headers: &mut HeaderMap, refused_in: &[bool], allowed_pairs: &[bool]) {
     let old: Vec<HeaderValue> = match headers.entry(COOKIE) {
         http::header::Entry::Occupied(entry) => entry.remove_entry_mult().1.collect(),
         http::header::Entry::Vacant(_) => return,
     };
+    // Fail closed should the headers somehow hold more pairs than were judged.
+    let mut verdicts = allowed_pairs.iter().copied().chain(std::iter::repeat(false));
     for (value, &refused) in old.into_iter().zip(refused_in.iter().chain(std::iter::repeat(&false))) {
         if !refused {
+            // Its pairs were all allowed: skip their verdicts.
+            verdicts.by_ref().take(raw_pairs(value.as_bytes()).count()).for_each(drop);
             headers.append(COOKIE, value);
             continue;
         }
         let mut out: Vec<u8> = Vec::with_capacity(value.len());
         for pair in raw_pairs(value.as_bytes()) {
-            let name = String::from_utf8_lossy(pair.name);
-            let (category, _) = policy.classify_cookie(&name, host);
-            if policy.cookie_allowed(category, consent.granted) {
+            if verdicts.next() == Some(true) {
                 if !out.is_empty() {
                     out.extend_from_slice(b"; ");
                 }
@@ -251,10 +263,10 @@ category = "advertising"
         filter_request(&mut h, &p, "www.example.com", &c, &mut d);
         assert_eq!(cookies(&h), vec!["_ga=GA1.2.3"]);
         let rules: Vec<(&str, Action, &str)> =
-            d.iter().map(|d| (d.name.as_str(), d.action, d.rule.as_str())).collect();
+            d.iter().map(|d| (d.name.as_str(), d.action, &*d.rule)).collect();
         assert_eq!(rules[0].0, "_fbp");
         assert_eq!(rules[0].1, Action::Block);
-        assert!(rules[0].2.starts_with(GPC_NOTE), "{rules:?}");
+        assert!(rules[0].2.starts_with(crate::consent::GPC_NOTE), "{rules:?}");
         assert_eq!(rules[1].0, "lang");
         assert_eq!(rules[1].1, Action::Block);
         assert!(!rules[1].2.contains("GPC"), "not granted at all, GPC is not why: {rules:?}");
@@ -274,9 +286,9 @@ category = "advertising"
         let names: Vec<_> = w.iter().map(|w| w.name.as_str()).collect();
         assert_eq!(names, vec!["_ga", "_ga_XYZ", "other"]);
         assert_eq!(w[0].domain.as_deref(), Some("example.com"));
-        assert_eq!(w[0].paths, vec!["/", "/shop"]);
+        assert_eq!(*w[0].paths, ["/", "/shop"]);
         assert_eq!(w[2].category, None);
-        assert_eq!(w[2].paths, vec!["/"]);
+        assert_eq!(*w[2].paths, ["/"]);
         let actions: Vec<_> = d.iter().map(|d| (d.name.as_str(), d.action)).collect();
         assert_eq!(
             actions,
@@ -290,8 +302,8 @@ category = "advertising"
             ]
         );
         assert!(d.iter().all(|d| d.item == Item::RequestCookie && d.domain == "www.example.com"));
-        assert_eq!(d[3].rule, "consent cookie");
-        assert_eq!(d[5].rule, "unknown_cookies default");
+        assert_eq!(&*d[3].rule, "consent cookie");
+        assert_eq!(&*d[5].rule, "unknown_cookies default");
     }
 
     #[test]
@@ -476,7 +488,7 @@ mod props {
             prop_assert_eq!(input.len() - output.len(), d.iter().filter(|d| d.action == Action::Block).count());
             // Nothing refused is left.
             for pair in h.get_all(COOKIE).iter().flat_map(|v| raw_pairs(v.as_bytes()).collect::<Vec<_>>()) {
-                let name = String::from_utf8_lossy(pair.name);
+                let name = utf8_lossy(pair.name);
                 let (category, _) = p.classify_cookie(&name, "www.example.com");
                 prop_assert!(p.cookie_allowed(category, c.granted));
             }

@@ -46,15 +46,18 @@
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
+use std::sync::{Arc, LazyLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use compact_str::CompactString;
 use http::header::{SET_COOKIE, VARY};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use crate::category::CategoryId;
 use crate::consent::{Consent, GPC_NOTE};
+use crate::cookie::utf8_lossy;
 use crate::decision::{Action, Decision, Decisions, Item};
-use crate::policy::{CookieBasis, Mode, Policy};
+use crate::policy::{CookieBasis, Mode, Policy, shared_texts};
 use crate::request_filter::Withdrawn;
 use crate::set_cookie::{self, Edit, Lifetime, SetCookie};
 use crate::sweep;
@@ -121,17 +124,19 @@ pub fn judge_set_cookie(value: &HeaderValue, cx: &ResponseContext<'_>, now: i64)
             tracing::debug!(item = "set_cookie", cookie = %name, reason = why.name(), action = "invalid", "cookie decision");
             let decision = Decision {
                 item: Item::SetCookie,
-                name,
-                domain: cx.host.to_string(),
+                name: name.into(),
+                domain: cx.host.into(),
                 category: None,
                 action: Action::Invalid,
-                rule: format!("unparseable: {}", why.name()),
+                rule: format!("unparseable: {}", why.name()).into(),
             };
             return (Verdict::Drop, decision);
         }
     };
-    let name = String::from_utf8_lossy(cookie.name());
+    let name = utf8_lossy(cookie.name());
     let domain: Cow<'_, str> = match cookie.domain() {
+        // Lower case already nearly always: then it is borrowed, not copied.
+        Some(d) if !d.iter().any(u8::is_ascii_uppercase) => utf8_lossy(d),
         Some(d) => Cow::Owned(String::from_utf8_lossy(d).to_ascii_lowercase()),
         None => Cow::Borrowed(cx.host),
     };
@@ -152,7 +157,7 @@ pub fn judge_set_cookie(value: &HeaderValue, cx: &ResponseContext<'_>, now: i64)
             let bytes = set_cookie::rewrite(&cookie, &edit);
             // The result is the original's bytes plus ASCII, so it is a
             // valid header value; should it somehow not be, fail closed.
-            match HeaderValue::from_bytes(&bytes) {
+            match HeaderValue::from_maybe_shared(bytes::Bytes::from(bytes)) {
                 Ok(v) => (Verdict::Replace(v), if changes.capped { Action::Cap } else { Action::Harden }, ""),
                 Err(_) => (Verdict::Drop, Action::Invalid, "rewrite failed; "),
             }
@@ -160,7 +165,11 @@ pub fn judge_set_cookie(value: &HeaderValue, cx: &ResponseContext<'_>, now: i64)
             (Verdict::Keep, Action::Allow, "")
         }
     };
-    let rule = if note.is_empty() { basis.describe() } else { format!("{note}{}", basis.describe()) };
+    let rule = match note {
+        "" => basis.text(false),
+        GPC_NOTE => basis.text(true),
+        _ => Arc::from(format!("{note}{}", basis.describe())),
+    };
     tracing::debug!(
         item = "set_cookie",
         cookie = %name,
@@ -172,8 +181,8 @@ pub fn judge_set_cookie(value: &HeaderValue, cx: &ResponseContext<'_>, now: i64)
     );
     let decision = Decision {
         item: Item::SetCookie,
-        name: name.into_owned(),
-        domain: domain.into_owned(),
+        name: CompactString::from(name),
+        domain: CompactString::from(domain),
         category,
         action,
         rule,
@@ -230,7 +239,7 @@ pub fn filter_response(
     let had_set_cookie = headers.contains_key(SET_COOKIE);
     let first = decisions.len();
     if had_set_cookie {
-        let mut verdicts = Vec::new();
+        let mut verdicts = Vec::with_capacity(headers.get_all(SET_COOKIE).iter().count());
         for value in headers.get_all(SET_COOKIE) {
             let (verdict, decision) = judge_set_cookie(value, cx, now);
             report.set_cookie(&decision);
@@ -262,7 +271,7 @@ pub fn filter_response(
         if report.enabled {
             report.swept.push(&w.name);
         }
-        record_sweep(decisions, cx, w, Action::Sweep, "withdrawn");
+        record_sweep(decisions, cx, w, Action::Sweep, &WITHDRAWN);
     }
     for w in &sweep.deferred {
         if report.enabled {
@@ -270,7 +279,7 @@ pub fn filter_response(
         }
         // Not sent: the budget ran out. The browser sends the cookie again,
         // and a later response deletes it.
-        record_sweep(decisions, cx, w, Action::Block, "sweep_budget exhausted, deferred");
+        record_sweep(decisions, cx, w, Action::Block, &DEFERRED);
     }
     if sweep.cut > 0 {
         tracing::debug!(cut = sweep.cut, budget = cx.policy.sweep_budget, "sweep deletions over budget");
@@ -306,14 +315,18 @@ pub fn filter_response(
     }
 }
 
+/// The rule texts of sweep decisions, plain and after the GPC note.
+static WITHDRAWN: LazyLock<[Arc<str>; 2]> = LazyLock::new(|| shared_texts("withdrawn"));
+static DEFERRED: LazyLock<[Arc<str>; 2]> = LazyLock::new(|| shared_texts("sweep_budget exhausted, deferred"));
+
 fn record_sweep(
     decisions: &mut Decisions,
     cx: &ResponseContext<'_>,
     w: &Withdrawn,
     action: Action,
-    why: &str,
+    why: &[Arc<str>; 2],
 ) {
-    let domain = w.domain.clone().unwrap_or_else(|| cx.host.to_string());
+    let domain = CompactString::from(w.domain.as_deref().unwrap_or(cx.host));
     tracing::debug!(
         item = "sweep",
         cookie = %w.name,
@@ -324,15 +337,11 @@ fn record_sweep(
     );
     decisions.push(Decision {
         item: Item::Sweep,
-        name: w.name.clone(),
+        name: CompactString::from(w.name.as_str()),
         domain,
         category: w.category,
         action,
-        rule: if cx.consent.refused_by_gpc(w.category) {
-            format!("{GPC_NOTE}{why}")
-        } else {
-            why.to_string()
-        },
+        rule: Arc::clone(&why[usize::from(cx.consent.refused_by_gpc(w.category))]),
     });
 }
 
@@ -582,7 +591,7 @@ mod tests {
             name: "_fbp".into(),
             category: p.categories.id("advertising"),
             domain: None,
-            paths: vec!["/".into()],
+            paths: Arc::new(["/".into()]),
         }];
         let mut h = response(&["_fbp=fb.1; Path=/; Max-Age=3600", "tracker=1", "lang=fr"]);
         let d = run(&p, &c, &w, &mut h);
@@ -597,7 +606,7 @@ mod tests {
         assert!(!tracker.rule.contains("GPC"), "{tracker:?}");
         let sweep = find(Item::Sweep, "_fbp");
         assert_eq!(sweep.action, Action::Sweep);
-        assert_eq!(sweep.rule, format!("{GPC_NOTE}withdrawn"));
+        assert_eq!(&*sweep.rule, format!("{GPC_NOTE}withdrawn"));
     }
 
     #[test]
@@ -769,10 +778,10 @@ same_site = "strict"
 
     fn withdrawn(name: &str, domain: Option<&str>) -> Withdrawn {
         Withdrawn {
-            name: name.to_string(),
+            name: name.into(),
             category: CategoryId::new(2),
             domain: domain.map(str::to_string),
-            paths: vec!["/".to_string()],
+            paths: Arc::new(["/".to_string()]),
         }
     }
 
@@ -1056,7 +1065,7 @@ mod props {
             }
             let withdrawn: Vec<Withdrawn> = swept
                 .iter()
-                .map(|n| Withdrawn { name: (*n).to_string(), category: None, domain: None, paths: vec!["/".into()] })
+                .map(|n| Withdrawn { name: (*n).into(), category: None, domain: None, paths: Arc::new(["/".into()]) })
                 .collect();
             let cx = ResponseContext {
                 policy: &p,

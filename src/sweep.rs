@@ -86,7 +86,8 @@ pub fn deletion(name: &str, domain: Option<&str>, path: &str, secure: bool) -> O
     if secure {
         out.push_str("; Secure");
     }
-    HeaderValue::from_str(&out).ok()
+    // Handed over, not copied: the header value takes the string's buffer.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(out.into_bytes())).ok()
 }
 
 /// The domains a cookie seen on `host` may have been set with: the host
@@ -189,10 +190,10 @@ mod tests {
 
     fn w(name: &str, domain: Option<&str>, paths: &[&str]) -> Withdrawn {
         Withdrawn {
-            name: name.to_string(),
+            name: name.into(),
             category: CategoryId::new(2),
             domain: domain.map(str::to_string),
-            paths: paths.iter().map(|p| (*p).to_string()).collect(),
+            paths: paths.iter().map(|p| (*p).to_string()).collect::<Vec<_>>().into(),
         }
     }
 

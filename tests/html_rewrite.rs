@@ -89,7 +89,7 @@ fn unknown_third_party_follows_the_policy_default() {
         r#"<script type="text/plain" data-category="unclassified" src="https://cdn.unknown-tracker.io/t.js"></script>"#
     );
     assert_eq!(d[0].category, None);
-    assert_eq!(d[0].rule, "unknown_third_party default");
+    assert_eq!(&*d[0].rule, "unknown_third_party default");
     let allow =
         site(&POLICY.replace("[policy.default]\n", "[policy.default]\nunknown_third_party = \"allow\"\n"));
     let (out, d) = rewrite(&allow, granted(&allow, &[]), page);
