@@ -845,6 +845,9 @@ impl Shared {
             return None;
         }
         let parsed;
+        // The quick split's host was found third party above (the URL
+        // parser agrees on it when only the path needs parsing).
+        let host_checked = fast.is_some();
         // `display` is None on the fast path: built only for third parties.
         let fast = fast.and_then(|(scheme, host, at)| Some((scheme, host, quick_path(value, at)?)));
         let (scheme, host, path, display): (&str, Cow<'_, str>, &str, Option<String>) = match fast {
@@ -860,7 +863,7 @@ impl Shared {
                 (parsed.scheme(), Cow::Owned(url_host(&parsed)?), parsed.path(), Some(display_url(&parsed)))
             }
         };
-        if self.is_first_party(&host) {
+        if !host_checked && self.is_first_party(&host) {
             return None;
         }
         let display = |host: &str| {
