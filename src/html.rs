@@ -351,28 +351,6 @@ impl Scanner {
     }
 }
 
-/// Searches inline script text for the policy's signatures, noting
-/// matched rules and the first refused one (`late`: found after the
-/// script was released).
-fn search_script(cfg: &Config, st: &mut ScriptState, text: &[u8], late: bool) {
-    let policy = cfg.policy();
-    let Some((ac, rule_of)) = policy.resources.inline_automaton() else { return };
-    if text.is_empty() {
-        return;
-    }
-    let (matched, refused, was_late) = (&mut st.matched, &mut st.refused, &mut st.late);
-    st.scanner.feed(ac, text, |p| {
-        let idx = rule_of[p];
-        if !matched.contains(&idx) {
-            matched.push(idx);
-        }
-        if refused.is_none() && !policy.resource_allowed(Some(policy.resources.rule(idx).category), cfg.granted) {
-            *refused = Some(idx);
-            *was_late = late;
-        }
-    });
-}
-
 // ---------------------------------------------------------------------------
 // Per-element state
 
@@ -387,12 +365,8 @@ struct ScriptState {
     /// Offsets of its `type` attribute names (renamed to `data-type`).
     type_names: Vec<usize>,
     has_nonce: bool,
-    /// Bytes held back (from `held_from`), while undecided and enforcing.
+    /// Bytes held back (from `start`), while undecided and enforcing.
     held: Option<Vec<u8>>,
-    /// Absolute offset of the first held byte.
-    held_from: usize,
-    /// Absolute offset up to which the text has been searched.
-    scanned: usize,
     /// Bytes of the element received so far, from `start`.
     seen: usize,
     scanner: Scanner,
@@ -1017,70 +991,69 @@ impl Shared {
         }
     }
 
-    /// Bytes of the inline script being classified. While it is held,
-    /// they are only collected: its text is searched in one go at the end
-    /// of each `write` ([`Shared::after_write`]), when the window fills
-    /// and at `</script>`. lol_html hands over script text in many small
-    /// pieces, and a search per piece cost more than the searching itself;
-    /// the output is the same, since held bytes leave no earlier than the
-    /// end of the `write` that decides them.
     fn script_bytes(&mut self, at: usize, data: &[u8]) {
+        let cfg = self.cfg.clone();
         let Some(st) = &mut self.script else { return };
         st.seen += data.len();
-        if let Some(buf) = &mut st.held {
-            buf.extend_from_slice(data);
-            let full = buf.len() > SCRIPT_WINDOW;
-            if full {
-                self.scan_held();
-                if self.script.as_ref().is_some_and(|s| s.refused.is_some()) {
-                    self.decide_script_early();
-                } else if let Some(buf) = self.script.as_mut().and_then(|s| s.held.take()) {
-                    tracing::debug!(
-                        bytes = buf.len(),
-                        "inline script larger than the window, released unclassified"
-                    );
-                    self.applier.feed(&buf);
+        // The text part of this chunk (the start tag is not searched).
+        let text = if at + data.len() <= st.text_start {
+            &[][..]
+        } else {
+            &data[st.text_start.saturating_sub(at)..]
+        };
+        if !st.decided
+            && !text.is_empty()
+            && let Some((ac, rule_of)) = cfg.policy().resources.inline_automaton()
+        {
+            let policy = cfg.policy();
+            let late = st.held.is_none() && cfg.enforce;
+            let (matched, refused, was_late) = (&mut st.matched, &mut st.refused, &mut st.late);
+            st.scanner.feed(ac, text, |p| {
+                let idx = rule_of[p];
+                if !matched.contains(&idx) {
+                    matched.push(idx);
+                }
+                if refused.is_none()
+                    && !policy.resource_allowed(Some(policy.resources.rule(idx).category), cfg.granted)
+                {
+                    *refused = Some(idx);
+                    *was_late = late;
+                }
+            });
+        }
+        enum Next {
+            Hold,
+            Early,
+            Release(Vec<u8>),
+            Pass,
+        }
+        let next = match &mut st.held {
+            Some(buf) => {
+                buf.extend_from_slice(data);
+                if st.refused.is_some() {
+                    Next::Early
+                } else if buf.len() > SCRIPT_WINDOW {
+                    Next::Release(std::mem::take(buf))
+                } else {
+                    Next::Hold
                 }
             }
-            return;
-        }
-        // Not held (report-only, or released): searched as it passes, so
-        // a late match is still recorded.
-        if !st.decided && at + data.len() > st.text_start {
-            let text = &data[st.text_start.saturating_sub(at)..];
-            let late = self.cfg.enforce;
-            search_script(&self.cfg, st, text, late);
-        }
-        self.applier.feed(data);
-    }
-
-    /// Searches the held script text not searched yet.
-    fn scan_held(&mut self) {
-        let Some(st) = &mut self.script else { return };
-        let Some(buf) = &st.held else { return };
-        let end = st.held_from + buf.len();
-        if st.decided || end <= st.scanned {
-            return;
-        }
-        let from = st.scanned.saturating_sub(st.held_from).min(buf.len());
-        // The scanner and the match lists are other fields than `held`.
-        let text = std::mem::take(&mut st.held);
-        if let Some(buf) = &text {
-            search_script(&self.cfg, st, &buf[from..], false);
-        }
-        st.held = text;
-        st.scanned = end;
-    }
-
-    /// The end of one `write`: a held script whose text so far has a
-    /// refused signature is neutralised and released now rather than at
-    /// its end tag (which may be many chunks away).
-    fn after_write(&mut self) {
-        if self.script.as_ref().is_some_and(|s| s.held.is_some()) {
-            self.scan_held();
-            if self.script.as_ref().is_some_and(|s| s.refused.is_some()) {
-                self.decide_script_early();
+            None => Next::Pass,
+        };
+        match next {
+            Next::Hold => {}
+            Next::Early => self.decide_script_early(),
+            Next::Release(buf) => {
+                if let Some(st) = &mut self.script {
+                    st.held = None;
+                }
+                tracing::debug!(
+                    bytes = buf.len(),
+                    "inline script larger than the window, released unclassified"
+                );
+                self.applier.feed(&buf);
             }
+            Next::Pass => self.applier.feed(data),
         }
     }
 
@@ -1145,9 +1118,6 @@ impl Shared {
 
     /// `</script>` (or end of input, `end` None) of a classified inline script.
     fn finish_script(&mut self, id: u32, end: Option<Range<usize>>) {
-        if self.script.as_ref().is_some_and(|s| s.id == id) {
-            self.scan_held();
-        }
         let Some(st) = self.script.take_if(|s| s.id == id) else { return };
         if st.decided {
             if let Some(end) = end {
@@ -1352,9 +1322,6 @@ impl Shared {
             type_names: attrs.type_names,
             has_nonce,
             held: self.cfg.enforce.then(|| Vec::with_capacity(HELD_CAPACITY)),
-            // Everything received from now on is the script's.
-            held_from: self.recv,
-            scanned: loc.end,
             seen: 0,
             scanner: Scanner::default(),
             matched: Vec::new(),
@@ -1929,7 +1896,7 @@ impl PageRewriter {
             self.tail.extend_from_slice(chunk);
         }
         match result {
-            Ok(Ok(())) => lock(&self.shared).after_write(),
+            Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, offset = recv, "lol_html bailed out; the rest of the page passes through");
                 self.bail_now(if matches!(e, lol_html::errors::RewritingError::MemoryLimitExceeded(_)) {
