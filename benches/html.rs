@@ -162,9 +162,8 @@ const SELECTORS: [(&str, &[&str]); 9] = [
 
 /// Parsed once per process, as consentry's own selectors are: parsing is
 /// not part of rewriting a page.
-static PARSED: std::sync::LazyLock<Vec<lol_html::Selector>> = std::sync::LazyLock::new(|| {
-    SELECTORS.iter().map(|(s, _)| s.parse().expect("selector")).collect()
-});
+static PARSED: std::sync::LazyLock<Vec<lol_html::Selector>> =
+    std::sync::LazyLock::new(|| SELECTORS.iter().map(|(s, _)| s.parse().expect("selector")).collect());
 
 #[derive(Clone, Copy, PartialEq)]
 enum Bare {

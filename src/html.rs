@@ -1263,8 +1263,9 @@ impl Shared {
                 // Reading a name allocates: only names of a length that
                 // could match are read.
                 let fits = |n: &&str| n.len() == at.len();
-                (names.iter().any(fits) && names.iter().any(|n| a.name_preserve_case().eq_ignore_ascii_case(n)))
-                    .then_some(at.start)
+                (names.iter().any(fits)
+                    && names.iter().any(|n| a.name_preserve_case().eq_ignore_ascii_case(n)))
+                .then_some(at.start)
             })
             .collect()
     }
@@ -2082,7 +2083,11 @@ mod tests {
         snapshot.router.route("www.example.com").unwrap().clone()
     }
 
-    fn gpc_rules(granted: CategorySet, gpc_refused: CategorySet, page: &str) -> (String, Vec<(Item, Action, String)>) {
+    fn gpc_rules(
+        granted: CategorySet,
+        gpc_refused: CategorySet,
+        page: &str,
+    ) -> (String, Vec<(Item, Action, String)>) {
         let site = gpc_site();
         let mut r = PageRewriter::new(PageOptions {
             site,

@@ -540,8 +540,7 @@ fn held_scripts_are_released_at_the_end_of_the_write_that_decides_them() {
     page.write(sig.as_bytes(), &mut out);
     let text = String::from_utf8(out.clone()).unwrap();
     assert_eq!(
-        text,
-        "<script type=\"text/plain\" data-category=\"advertising\">var a = 1; fbq('init', '1');",
+        text, "<script type=\"text/plain\" data-category=\"advertising\">var a = 1; fbq('init', '1');",
         "released, neutralised, at the end of the write that completed the signature"
     );
     out.clear();
