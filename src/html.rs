@@ -91,6 +91,7 @@ use lol_html::{AsciiCompatibleEncoding, MemorySettings, OutputSink, Selector};
 use url::Url;
 
 use crate::category::{CategoryId, CategorySet};
+use crate::consent::GPC_NOTE;
 use crate::decision::{Action, Decision, Decisions, Item};
 use crate::policy::{Mode, Neutralise, Policy, ResourceRule};
 use crate::response_body::{Passthrough, record_passthrough};
@@ -133,6 +134,10 @@ pub struct PageOptions {
     pub site: Arc<Site>,
     /// Categories the visitor granted.
     pub granted: CategorySet,
+    /// Categories refused only because the browser sent `Sec-GPC: 1`
+    /// ([`crate::consent::Consent::gpc_refused`]): decisions blocking an
+    /// item of one of them say so ([`crate::consent::GPC_NOTE`]).
+    pub gpc_refused: CategorySet,
     /// The page URL, to resolve relative URLs (None: relative URLs are first party).
     pub page_url: Option<Url>,
     /// HTML inserted before `</body>` (or at the end), UTF-8; it is encoded
@@ -162,6 +167,7 @@ impl std::fmt::Debug for PageOptions {
 struct Config {
     site: Arc<Site>,
     granted: CategorySet,
+    gpc_refused: CategorySet,
     enforce: bool,
     nonce: Option<String>,
     page_url: Option<Url>,
@@ -458,6 +464,54 @@ struct Shared {
 
 fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     shared.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What the rewriter reads of a `<script>` start tag besides `src`, in one
+/// pass over its attributes. lol_html allocates each name it is asked for
+/// (and each value); asking for `type`, `language` and `nonce` one by one
+/// cost a name allocation and a walk of the attributes per question, so
+/// only names of a length that could match are read, once.
+#[derive(Debug, Default)]
+struct ScriptAttrs {
+    /// The first `type`.
+    type_value: Option<String>,
+    /// The first `language`.
+    language: Option<String>,
+    has_nonce: bool,
+    /// Offsets of every `type` attribute name (renamed to `data-type`).
+    type_names: Vec<usize>,
+}
+
+impl ScriptAttrs {
+    fn read(el: &lol_html::send::Element<'_, '_>) -> ScriptAttrs {
+        let mut out = ScriptAttrs::default();
+        for a in el.attributes() {
+            // Lengths of `type`, `nonce`, `language` (an attribute without
+            // a source location is read whatever its length).
+            if a.name_source_location().is_some_and(|l| !matches!(l.bytes().len(), 4 | 5 | 8)) {
+                continue;
+            }
+            let name = a.name();
+            match name.as_str() {
+                "type" => {
+                    if out.type_value.is_none() {
+                        out.type_value = Some(a.value());
+                    }
+                    if let Some(l) = a.name_source_location() {
+                        out.type_names.push(l.bytes().start);
+                    }
+                }
+                "language" if out.language.is_none() => out.language = Some(a.value()),
+                "nonce" => out.has_nonce = true,
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn is_javascript(&self) -> bool {
+        is_javascript(self.type_value.as_deref(), self.language.as_deref())
+    }
 }
 
 /// Whether a `<script>` with this `type` / `language` runs as JavaScript
@@ -791,6 +845,9 @@ impl Shared {
             return None;
         }
         let parsed;
+        // The quick split's host was found third party above (the URL
+        // parser agrees on it when only the path needs parsing).
+        let host_checked = fast.is_some();
         // `display` is None on the fast path: built only for third parties.
         let fast = fast.and_then(|(scheme, host, at)| Some((scheme, host, quick_path(value, at)?)));
         let (scheme, host, path, display): (&str, Cow<'_, str>, &str, Option<String>) = match fast {
@@ -806,7 +863,7 @@ impl Shared {
                 (parsed.scheme(), Cow::Owned(url_host(&parsed)?), parsed.path(), Some(display_url(&parsed)))
             }
         };
-        if self.is_first_party(&host) {
+        if !host_checked && self.is_first_party(&host) {
             return None;
         }
         let display = |host: &str| {
@@ -850,6 +907,12 @@ impl Shared {
     ) {
         let item = self.cfg.item_override.unwrap_or(item);
         let action = if allowed { Action::Allow } else { Action::Block };
+        // As for cookies: a refusal that only `Sec-GPC: 1` caused says so.
+        let rule = if !allowed && category.is_some_and(|c| self.cfg.gpc_refused.contains(c)) {
+            format!("{GPC_NOTE}{rule}")
+        } else {
+            rule
+        };
         tracing::debug!(
             item = item.name(),
             resource = %name,
@@ -1111,6 +1174,7 @@ impl Shared {
         let options = PageOptions {
             site: self.cfg.site.clone(),
             granted: self.cfg.granted,
+            gpc_refused: self.cfg.gpc_refused,
             page_url: self.cfg.page_url.clone(),
             banner: None,
             nonce: self.cfg.nonce.clone(),
@@ -1201,21 +1265,25 @@ impl Shared {
     fn attr_offsets(el: &lol_html::send::Element<'_, '_>, names: &[&str]) -> Vec<usize> {
         el.attributes()
             .iter()
-            .filter(|a| names.iter().any(|n| a.name_preserve_case().eq_ignore_ascii_case(n)))
-            .filter_map(|a| a.name_source_location().map(|l| l.bytes().start))
+            .filter_map(|a| {
+                let at = a.name_source_location()?.bytes();
+                // Reading a name allocates: only names of a length that
+                // could match are read.
+                let fits = |n: &&str| n.len() == at.len();
+                (names.iter().any(fits)
+                    && names.iter().any(|n| a.name_preserve_case().eq_ignore_ascii_case(n)))
+                .then_some(at.start)
+            })
             .collect()
     }
 
     fn on_script(&mut self, el: &mut lol_html::send::Element<'_, '_>) -> Option<EndAction> {
         let loc = el.source_location().bytes();
         let name_end = loc.start + 1 + "script".len();
-        let is_js = |el: &lol_html::send::Element<'_, '_>| {
-            is_javascript(el.get_attribute("type").as_deref(), el.get_attribute("language").as_deref())
-        };
         if let Some(src) = el.get_attribute("src") {
             // Most scripts are first party: classify before reading more.
             let verdict = self.classify(&src, Kind::Active)?;
-            if !is_js(el) {
+            if !ScriptAttrs::read(el).is_javascript() {
                 return None;
             }
             let (category, allowed) = self.record_verdict(Item::Script, verdict);
@@ -1225,7 +1293,7 @@ impl Shared {
             return match self.policy().neutralise {
                 Neutralise::Inert => {
                     let attrs = self.inert_attrs(category, true);
-                    let renames = Self::attr_offsets(el, &["type"]);
+                    let renames = ScriptAttrs::read(el).type_names;
                     self.push_inert(name_end, attrs, &renames);
                     None
                 }
@@ -1235,10 +1303,14 @@ impl Shared {
                 }
             };
         }
-        if !el.can_have_content() || self.script.is_some() || self.noscript.is_some() || !is_js(el) {
+        if !el.can_have_content() || self.script.is_some() || self.noscript.is_some() {
             return None;
         }
-        let has_nonce = el.has_attribute("nonce");
+        let attrs = ScriptAttrs::read(el);
+        if !attrs.is_javascript() {
+            return None;
+        }
+        let has_nonce = attrs.has_nonce;
         if self.policy().resources.inline_automaton().is_none() {
             if self.cfg.enforce
                 && !has_nonce
@@ -1255,8 +1327,7 @@ impl Shared {
             start: loc.start,
             text_start: loc.end,
             name_end,
-            // Reading attribute names allocates: only when there is one.
-            type_names: if el.has_attribute("type") { Self::attr_offsets(el, &["type"]) } else { Vec::new() },
+            type_names: attrs.type_names,
             has_nonce,
             held: self.cfg.enforce.then(|| Vec::with_capacity(HELD_CAPACITY)),
             seen: 0,
@@ -1525,8 +1596,9 @@ fn handler(
     (Cow::Borrowed(selector), handlers)
 }
 
-/// The handlers of a page, or of a fragment (only for the `tags` it can contain).
-fn build_handlers(shared: &Arc<Mutex<Shared>>, fragment: bool, tags: Tags) -> Handlers {
+/// The handlers of a page, or of a fragment (only for the `tags` it can
+/// contain); `banner`: the page gets one.
+fn build_handlers(shared: &Arc<Mutex<Shared>>, fragment: bool, tags: Tags, banner: bool) -> Handlers {
     let s = &*SELECTORS;
     type On = fn(&mut Shared, &mut lol_html::send::Element<'_, '_>) -> Option<EndAction>;
     // In the order of FRAGMENT_TAGS.
@@ -1553,10 +1625,14 @@ fn build_handlers(shared: &Arc<Mutex<Shared>>, fragment: bool, tags: Tags) -> Ha
         }));
         list.push(handler(shared, &s.noscript, Shared::on_noscript));
         list.push(handler(shared, &s.body, Shared::on_body));
-        list.push(handler(shared, &s.html, |sh, _| {
-            sh.document_seen = true;
-            None
-        }));
+        // `<html>` only tells a document from a fragment, which only the
+        // banner needs; every selector costs a match per start tag.
+        if banner {
+            list.push(handler(shared, &s.html, |sh, _| {
+                sh.document_seen = true;
+                None
+            }));
+        }
     }
     list
 }
@@ -1615,6 +1691,7 @@ impl PageRewriter {
         let cfg = Arc::new(Config {
             site: options.site,
             granted: options.granted,
+            gpc_refused: options.gpc_refused,
             enforce,
             nonce: options.nonce.filter(|n| {
                 !n.is_empty()
@@ -1799,7 +1876,8 @@ impl PageRewriter {
             encoding.and_then(AsciiCompatibleEncoding::new).unwrap_or_else(AsciiCompatibleEncoding::utf_8);
         lock(&self.shared).encoding = ascii.into();
         let mut settings = lol_html::send::Settings::new_send();
-        settings.element_content_handlers = build_handlers(&self.shared, self.fragment, self.tags);
+        let banner = lock(&self.shared).banner.is_some();
+        settings.element_content_handlers = build_handlers(&self.shared, self.fragment, self.tags, banner);
         settings.encoding = ascii;
         settings.adjust_charset_on_meta_tag = encoding.is_none();
         settings.strict = false;
@@ -2003,6 +2081,92 @@ mod tests {
         a.feed(b"0123456");
         a.finish();
         assert_eq!(String::from_utf8(a.out).unwrap(), "0A14B56");
+    }
+
+    fn gpc_site() -> Arc<Site> {
+        let text = "[listen]\nhttp = \"127.0.0.1:0\"\n[[site]]\nhosts = [\"www.example.com\"]\norigin = \"http://127.0.0.1:1\"\npolicy = \"default\"\n[policy.default]\npresets = [\"google-analytics\", \"meta-pixel\"]\n[policy.default.consent]\ngpc_refuses = [\"advertising\"]\n".to_string();
+        let source = crate::config::Source { path: std::path::PathBuf::from("t.toml"), text };
+        let snapshot = crate::snapshot::Snapshot::compile(&source, 1).unwrap();
+        snapshot.router.route("www.example.com").unwrap().clone()
+    }
+
+    fn gpc_rules(
+        granted: CategorySet,
+        gpc_refused: CategorySet,
+        page: &str,
+    ) -> (String, Vec<(Item, Action, String)>) {
+        let site = gpc_site();
+        let mut r = PageRewriter::new(PageOptions {
+            site,
+            granted,
+            gpc_refused,
+            page_url: Some(Url::parse("https://www.example.com/").unwrap()),
+            banner: None,
+            nonce: None,
+            charset: None,
+        });
+        let mut out = Vec::new();
+        r.write(page.as_bytes(), &mut out);
+        r.finish(&mut out);
+        let d = r.take_decisions().into_iter().map(|d| (d.item, d.action, d.rule)).collect();
+        (String::from_utf8(out).unwrap(), d)
+    }
+
+    /// An HTML resource blocked because `Sec-GPC: 1` took its category back
+    /// says so, as cookie decisions do; one blocked for want of consent, and
+    /// one allowed, do not.
+    #[test]
+    fn gpc_refusals_are_named_in_html_decisions() {
+        let site = gpc_site();
+        let cats = &site.policy.categories;
+        let (analytics, advertising) = (cats.id("analytics").unwrap(), cats.id("advertising").unwrap());
+        let mut granted = CategorySet::NECESSARY_ONLY;
+        granted.insert(analytics);
+        // What consent::read leaves: advertising was granted, GPC took it back.
+        let gpc = CategorySet::only(advertising);
+        let page = "<script src=\"https://connect.facebook.net/en_US/fbevents.js\"></script>\
+            <script>fbq('init', '1');</script>\
+            <noscript><img height=1 width=1 src=\"https://www.facebook.com/tr?id=1&ev=PageView\"></noscript>\
+            <script src=\"https://www.googletagmanager.com/gtag/js?id=G-1\"></script>";
+        let (out, d) = gpc_rules(granted, gpc, page);
+        assert!(out.contains("data-category=\"advertising\""), "{out}");
+        let blocked: Vec<_> = d.iter().filter(|(_, a, _)| *a == Action::Block).collect();
+        assert_eq!(
+            blocked.iter().map(|(i, _, _)| *i).collect::<Vec<_>>(),
+            vec![Item::Script, Item::InlineScript, Item::Noscript],
+            "{d:?}"
+        );
+        for (_, _, rule) in &blocked {
+            assert!(rule.starts_with(GPC_NOTE), "{d:?}");
+            assert!(rule.len() > GPC_NOTE.len(), "the rule is still named: {d:?}");
+        }
+        let allowed: Vec<_> = d.iter().filter(|(_, a, _)| *a == Action::Allow).collect();
+        assert_eq!(allowed.len(), 1, "{d:?}");
+        assert!(!allowed[0].2.contains("GPC"), "{d:?}");
+
+        // Without GPC, the same refusals name only their rule.
+        let (out2, d2) = gpc_rules(granted, CategorySet::EMPTY, page);
+        assert_eq!(out2, out, "GPC changes the reason, not the rewrite");
+        assert!(d2.iter().all(|(_, _, r)| !r.contains("GPC")), "{d2:?}");
+        let strip = |d: &[(Item, Action, String)]| {
+            d.iter().map(|(i, a, r)| (*i, *a, r.trim_start_matches(GPC_NOTE).to_string())).collect::<Vec<_>>()
+        };
+        assert_eq!(strip(&d), strip(&d2));
+    }
+
+    /// A category the visitor never granted is refused for want of consent
+    /// even when GPC would also refuse it: `gpc_refused` only holds what GPC
+    /// took back, so nothing is named.
+    #[test]
+    fn refusals_without_gpc_cause_do_not_name_it() {
+        let (_, d) = gpc_rules(
+            CategorySet::NECESSARY_ONLY,
+            CategorySet::EMPTY,
+            "<script src=\"https://connect.facebook.net/x.js\"></script>",
+        );
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].1, Action::Block);
+        assert!(!d[0].2.contains("GPC"), "{d:?}");
     }
 
     #[test]

@@ -494,8 +494,14 @@ impl ResourceRules {
             None
         } else {
             Some(
+                // A DFA without prefilter: inline script text is searched
+                // on every page, and the default rare-byte prefilter stops
+                // at nearly every few bytes of JavaScript (its "rare"
+                // bytes are `(` and `_`), restarting the search each time.
                 AhoCorasick::builder()
                     .match_kind(MatchKind::LeftmostFirst)
+                    .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                    .prefilter(false)
                     .build(&signatures)
                     .map_err(|e| format!("inline signatures: {e}"))?,
             )

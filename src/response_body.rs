@@ -295,6 +295,7 @@ pub fn rewrite(headers: &mut HeaderMap, body: Body, cx: BodyContext) -> Body {
     let page = PageRewriter::new(PageOptions {
         site: cx.site.clone(),
         granted: cx.consent.granted,
+        gpc_refused: cx.consent.gpc_refused,
         page_url: url::Url::parse(&cx.page_url).ok(),
         banner: cx.banner,
         nonce: cx.csp_nonce,

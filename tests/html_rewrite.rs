@@ -520,3 +520,50 @@ fn unclosed_elements_at_the_end_of_input() {
     let (out, _) = rewrite(&s, none, "<script src=\"https://connect.facebook.net/x.js\"");
     assert_eq!(out, "<script src=\"https://connect.facebook.net/x.js\"");
 }
+
+/// A held script is searched once per `write` (not per piece lol_html
+/// hands over), but still released as soon as the write that brings its
+/// refused signature ends: the page keeps streaming while the rest of a
+/// long tracker script is still on its way. A signature split between
+/// two writes is found too.
+#[test]
+fn held_scripts_are_released_at_the_end_of_the_write_that_decides_them() {
+    let s = default_site();
+    let head = "<p>before</p><script>var a = 1; fb";
+    let sig = "q('init', '1');";
+    let rest = "x".repeat(20_000);
+    let mut page = PageRewriter::new(options(&s, granted(&s, &[])));
+    let mut out = Vec::new();
+    page.write(head.as_bytes(), &mut out);
+    assert_eq!(out, b"<p>before</p>", "the script is held while undecided");
+    out.clear();
+    page.write(sig.as_bytes(), &mut out);
+    let text = String::from_utf8(out.clone()).unwrap();
+    assert_eq!(
+        text, "<script type=\"text/plain\" data-category=\"advertising\">var a = 1; fbq('init', '1');",
+        "released, neutralised, at the end of the write that completed the signature"
+    );
+    out.clear();
+    page.write(rest.as_bytes(), &mut out);
+    assert_eq!(out.len(), rest.len(), "the rest of the script streams through");
+    out.clear();
+    page.write(b"</script><p>after</p>", &mut out);
+    page.finish(&mut out);
+    assert_eq!(out, b"</script><p>after</p>");
+    let d = page.take_decisions();
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!((d[0].item, d[0].action), (Item::InlineScript, Action::Block));
+
+    // An allowed script with no signature is held to its end tag, then
+    // released unchanged: same bytes at every chunk size.
+    let plain = "<script>var a = 1;</script><script>fbq('x')</script><p>x</p>";
+    for chunk in [1, 2, 3, 7, 64, usize::MAX] {
+        let (out, d) = rewrite_with(options(&s, granted(&s, &[])), plain.as_bytes(), chunk);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "<script>var a = 1;</script><script type=\"text/plain\" data-category=\"advertising\">fbq('x')</script><p>x</p>",
+            "chunk {chunk}"
+        );
+        assert_eq!(d.len(), 1, "chunk {chunk}: {d:?}");
+    }
+}

@@ -306,6 +306,7 @@ pub fn page_options(site: &Arc<Site>, granted: CategorySet) -> PageOptions {
     PageOptions {
         site: site.clone(),
         granted,
+        gpc_refused: CategorySet::EMPTY,
         page_url: Some(url::Url::parse("https://www.example.com/shop/page.html").unwrap()),
         banner: None,
         nonce: None,

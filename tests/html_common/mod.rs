@@ -42,6 +42,7 @@ pub fn options(site: &Arc<Site>, granted: CategorySet) -> PageOptions {
     PageOptions {
         site: site.clone(),
         granted,
+        gpc_refused: CategorySet::EMPTY,
         page_url: Some(url::Url::parse("https://www.example.com/shop/page.html").unwrap()),
         banner: None,
         nonce: None,
