@@ -2108,7 +2108,7 @@ mod tests {
         let mut out = Vec::new();
         r.write(page.as_bytes(), &mut out);
         r.finish(&mut out);
-        let d = r.take_decisions().into_iter().map(|d| (d.item, d.action, d.rule)).collect();
+        let d = r.take_decisions().into_iter().map(|d| (d.item, d.action, d.rule.to_string())).collect();
         (String::from_utf8(out).unwrap(), d)
     }
 
