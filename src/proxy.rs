@@ -30,6 +30,7 @@ use crate::forward::Target;
 use crate::forwarded;
 use crate::h2_request;
 use crate::listen::ConnInfo;
+use crate::policy::Mode;
 use crate::request_filter;
 use crate::request_sanity;
 use crate::response_body::{self, BodyContext};
@@ -176,15 +177,17 @@ async fn pipeline(
     // What pages get besides: the banner (in the visitor's language) and
     // a CSP from the granted categories, whose nonce lets the banner's own
     // assets load.
-    if body_rewritten && banner::enabled(policy) {
+    // Report-only changes no byte of a page, so it shows no banner either.
+    let shows_banner = body_rewritten && banner::enabled(policy) && policy.mode == Mode::Enforce;
+    if shows_banner {
         // Whether the page gets the banner depends on these too.
         for name in banner::REQUEST_HEADERS {
             response_headers::vary_on(&mut parts.headers, name);
         }
     }
-    let banner = (body_rewritten && banner::enabled(policy) && top_level)
+    let banner = (shows_banner && top_level)
         .then(|| banner::negotiate_language(accept_language.as_ref().and_then(|v| v.to_str().ok())));
-    let csp_nonce = (body_rewritten && banner.is_some() && policy.csp.is_some()).then(csp::nonce);
+    let csp_nonce = (banner.is_some() && policy.csp.is_some()).then(csp::nonce);
     // The origin's own CSP may block the banner's assets: make room for
     // them (and only them) in it, before consentry's own header is added.
     // The banner's elements carry consentry's nonce, or one of their own

@@ -35,12 +35,12 @@
 //!
 //! **report-only.** Every step runs and records its decisions, but the
 //! headers are left as the origin sent them. What would have been done is
-//! summarised in one bounded `Consentry-Report` header. `Vary: Cookie` is
-//! added only alongside that report (or when the body really is
-//! rewritten): the report is the one consent-dependent part of a
-//! report-only response, and without `Vary` a shared cache would hand one
-//! visitor's report to another; a response without a report is exactly the
-//! origin's, so it gets no `Vary` either.
+//! summarised in one bounded `Consentry-Report` header, the one difference
+//! from the origin's response: no `Vary` is added either, since adding
+//! `Vary: Cookie` would change how every cache in front stores the
+//! response (many stop caching it at all) while the operator is only
+//! observing. A cached report describes the request that filled the cache
+//! entry (README, "Caches"). Pages are not rewritten and get no banner.
 //!
 //! CSP is not built here; the body-rewriting work owns it.
 
@@ -298,17 +298,20 @@ pub fn filter_response(
             || cx.body_rewritten
             || (status == StatusCode::NOT_MODIFIED && headers.contains_key(VARY))
     } else {
-        let reported = match report.render() {
-            Some(text) => {
-                // Rendered from escaped names, so always a valid value.
-                if let Ok(value) = HeaderValue::from_str(&text) {
-                    headers.insert(REPORT_HEADER, value);
-                }
-                true
-            }
-            None => false,
-        };
-        reported || cx.body_rewritten
+        // Report-only: `Consentry-Report` is the one difference from the
+        // origin's response. Not even `Vary`: the response does not depend
+        // on consent, and adding `Vary: Cookie` would change how every
+        // cache in front stores it (many stop caching it at all), which is
+        // exactly what an operator trying consentry out must not see. The
+        // report itself describes the request that filled a cache entry;
+        // README ("Caches") says where consentry goes relative to a cache.
+        if let Some(text) = report.render()
+            // Rendered from escaped names, so always a valid value.
+            && let Ok(value) = HeaderValue::from_str(&text)
+        {
+            headers.insert(REPORT_HEADER, value);
+        }
+        false
     };
     if depends {
         append_vary(headers, cx.policy.honours_gpc());
@@ -907,10 +910,8 @@ http_only = true
             "set-cookie-blocked=_ga,_fbp,ok; set-cookie-capped=lang; set-cookie-hardened=sessionid; \
              set-cookie-invalid=1; request-cookie-blocked=_ga,_fbp; sweep=_ga,_fbp"
         );
-        // Only Vary was added besides the report.
-        let mut expected = before.clone();
-        expected.append(VARY, HeaderValue::from_static("Cookie, Sec-GPC"));
-        assert_eq!(h, expected);
+        // Nothing but the report was added, not even Vary.
+        assert_eq!(h, before);
         // Decisions are recorded as in enforce mode.
         let sweeps = d.iter().filter(|d| d.action == Action::Sweep).count();
         assert_eq!(sweeps, 2);

@@ -93,18 +93,26 @@ impl Snapshot {
     /// `consentry check` to print and `consentry run` to log at start.
     /// Today: a policy reading consentry's own consent cookie without an
     /// HMAC key, whose cookie is then unsigned (anyone who can set a
-    /// cookie on the site, a script included, can grant consent).
+    /// cookie on the site, a script included, can grant consent); and a
+    /// banner on a report-only policy, which is not shown (report-only
+    /// changes no byte of a response but `Consentry-Report`).
     pub fn warnings(&self) -> Vec<String> {
-        self.policies
-            .values()
-            .filter(|p| p.consent.format == crate::consent::Format::Consentry && p.consent.hmac_key.is_none())
-            .map(|p| {
-                format!(
+        let mut warnings = Vec::new();
+        for p in self.policies.values() {
+            if p.consent.format == crate::consent::Format::Consentry && p.consent.hmac_key.is_none() {
+                warnings.push(format!(
                     "policy {}: the consent cookie {:?} is not signed (no consent.hmac_key or hmac_key_env), so a script on the site or the visitor can forge consent; set hmac_key_env to a secret of 32+ random bytes",
                     p.name, p.consent.cookie
-                )
-            })
-            .collect()
+                ));
+            }
+            if p.banner.enabled && p.mode == crate::policy::Mode::ReportOnly {
+                warnings.push(format!(
+                    "policy {}: banner.enabled has no effect in report-only mode, which leaves every page as the origin sent it; the banner appears once mode = \"enforce\"",
+                    p.name
+                ));
+            }
+        }
+        warnings
     }
 
     /// Reads, parses and compiles a config file.

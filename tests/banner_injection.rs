@@ -180,3 +180,35 @@ async fn the_origin_csp_lets_the_banner_in_and_nothing_else() {
     })
     .await;
 }
+
+/// report-only changes no byte of a page, so a banner-enabled policy in
+/// report-only mode shows no banner: the page, `Content-Length` and `Vary`
+/// are the origin's (and `consentry check` says the banner has no effect).
+#[tokio::test]
+async fn report_only_shows_no_banner() {
+    within(async {
+        let origin = origin().route_fn("/page", |_| async { html(PAGE) }).run().await;
+        let reporting = proxy()
+            .origin(&origin)
+            .policy("mode = \"report-only\"")
+            .toml("[policy.test.banner]\nenabled = true\n")
+            .run()
+            .await;
+        let navigate = [("sec-fetch-dest", "document"), ("sec-fetch-mode", "navigate")];
+        let page = get(&reporting, "/page", &navigate).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert_eq!(page.text(), PAGE, "the origin's page, byte for byte");
+        assert_eq!(
+            page.headers.get("content-length").map(|v| v.to_str().unwrap()),
+            Some(&*PAGE.len().to_string())
+        );
+        assert!(page.headers.get("vary").is_none(), "{:?}", page.headers);
+        assert!(page.headers.get("content-security-policy").is_none());
+
+        // The same policy in enforce mode does show it (the test can fail).
+        let enforcing = proxy().origin(&origin).toml("[policy.test.banner]\nenabled = true\n").run().await;
+        let page = get(&enforcing, "/page", &navigate).await;
+        assert!(page.text().contains("id=\"consentry-dialog\""), "{}", page.text());
+    })
+    .await;
+}

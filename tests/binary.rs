@@ -252,6 +252,29 @@ fn version_names_the_git_revision() {
 }
 
 #[test]
+fn a_banner_in_report_only_mode_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("consentry.toml");
+    let base = "[listen]\nhttp = \"127.0.0.1:0\"\n\n[[site]]\nhosts = [\"a.test\"]\norigin = \"http://127.0.0.1:9\"\npolicy = \"p\"\n\n[policy.p]\n";
+    let check = |mode: &str| {
+        let text = format!(
+            "{base}mode = \"{mode}\"\n[policy.p.consent]\nhmac_key = \"0123456789abcdef0123456789abcdef\"\n[policy.p.banner]\nenabled = true\n"
+        );
+        std::fs::write(&path, text).unwrap();
+        let output = consentry(&["check", "--config", path.to_str().unwrap()]);
+        assert!(output.status.success(), "a warning is not an error");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let stderr = check("report-only");
+    assert!(
+        stderr.contains("warning: policy p: banner.enabled has no effect in report-only mode"),
+        "{stderr}"
+    );
+    let stderr = check("enforce");
+    assert!(!stderr.contains("warning"), "{stderr}");
+}
+
+#[test]
 fn an_unsigned_consent_cookie_is_warned_about() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("consentry.toml");
