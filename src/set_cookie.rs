@@ -569,6 +569,14 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 /// are 19xx and 0–69 are 20xx; the date must exist. Returns Unix seconds
 /// (negative before 1970), or `None` when a browser would ignore it.
 pub fn parse_cookie_date(input: &[u8]) -> Option<i64> {
+    match imf_fixdate(input) {
+        Some(fields) => cookie_date_from(fields),
+        None => parse_cookie_date_tokens(input),
+    }
+}
+
+/// [`parse_cookie_date`]'s general algorithm, whatever the layout.
+fn parse_cookie_date_tokens(input: &[u8]) -> Option<i64> {
     let mut time = None;
     let mut day = None;
     let mut month = None;
@@ -598,7 +606,36 @@ pub fn parse_cookie_date(input: &[u8]) -> Option<i64> {
             year = Some(y);
         }
     }
-    let ((hour, minute, second), day, month, year) = (time?, day?, month?, year?);
+    cookie_date_from((time?, day?, month?, year?))
+}
+
+/// The fields the algorithm above finds (time, day of month, month, year
+/// as written), when `input` is exactly an IMF-fixdate
+/// (`Tue, 14 Nov 2023 22:13:20 GMT`, what nearly every server sends):
+/// read at fixed positions instead of by tokenizing. It accepts only text
+/// whose tokens the general algorithm reads the same way (a weekday name,
+/// which is no month, number or time; `GMT`), so both give the same date;
+/// a property test holds them to that.
+fn imf_fixdate(input: &[u8]) -> Option<((u32, u32, u32), u32, u32, u32)> {
+    const WEEKDAYS: [&[u8; 3]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];
+    let b: &[u8; 29] = input.try_into().ok()?;
+    let digits = |range: std::ops::Range<usize>| -> Option<u32> {
+        b[range].iter().try_fold(0, |v, &d| d.is_ascii_digit().then(|| v * 10 + u32::from(d - b'0')))
+    };
+    let layout = &b"___, __ ___ ____ __:__:__ GMT"[..];
+    let fixed = b.iter().zip(layout).all(|(&c, &want)| want == b'_' || c == want);
+    if !fixed || !WEEKDAYS.iter().any(|w| b[..3] == w[..]) {
+        return None;
+    }
+    let month = parse_month(&b[8..11])?;
+    let time = (digits(17..19)?, digits(20..22)?, digits(23..25)?);
+    Some((time, digits(5..7)?, month, digits(12..16)?))
+}
+
+/// Unix seconds of the fields [`parse_cookie_date`] found, or `None` for
+/// a date a browser would ignore.
+fn cookie_date_from(fields: ((u32, u32, u32), u32, u32, u32)) -> Option<i64> {
+    let ((hour, minute, second), day, month, year) = fields;
     let year = i64::from(match year {
         70..=99 => year + 1900,
         0..=69 => year + 2000,
@@ -981,7 +1018,27 @@ pub(crate) mod props {
         )
     }
 
+    /// IMF-fixdate-shaped text: valid dates, and near misses (any weekday
+    /// or month spelling, out-of-range fields, other zones).
+    fn imf_like() -> impl Strategy<Value = String> {
+        (
+            prop_oneof![Just("Tue".to_string()), Just("Jan".to_string()), "[A-Za-z0-9]{3}"],
+            0u32..40,
+            prop_oneof![Just("Nov".to_string()), Just("feb".to_string()), "[A-Za-z]{3}"],
+            prop_oneof![1600u32..2100, 0u32..100, 9990u32..10000],
+            (0u32..30, 0u32..70, 0u32..70),
+            prop_oneof![Just("GMT"), Just("UTC"), Just("gmt")],
+        )
+            .prop_map(|(w, d, m, y, (hh, mm, ss), z)| format!("{w}, {d:02} {m} {y:04} {hh:02}:{mm:02}:{ss:02} {z}"))
+    }
+
     proptest! {
+        #[test]
+        fn the_imf_fixdate_fast_path_agrees_with_the_general_algorithm(text in imf_like()) {
+            let bytes = text.as_bytes();
+            prop_assert_eq!(parse_cookie_date(bytes), parse_cookie_date_tokens(bytes), "{}", text);
+        }
+
         #[test]
         fn parser_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
             let _ = parse_cookie_date(&bytes);
