@@ -210,8 +210,12 @@ impl Inbound {
             bucket: Bucket::new(),
             last_stream: 0,
             just_opened: None,
-            closed_order: VecDeque::with_capacity(CLOSED_REMEMBERED),
-            closed: HashSet::with_capacity(CLOSED_REMEMBERED),
+            // Grown on demand, not reserved: every connection has a guard,
+            // HTTP/1.1 ones too, and the full reservation (a 256-entry
+            // deque and set, about 3.5 KB) was a tenth of an idle
+            // connection's memory. They stay bounded by CLOSED_REMEMBERED.
+            closed_order: VecDeque::new(),
+            closed: HashSet::new(),
             verdict: None,
         }
     }
