@@ -483,13 +483,24 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for H2Guard<I> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.mode == Mode::Pass {
+            // Not HTTP/2: no frame to keep whole, no GOAWAY to place.
+            return Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        }
         // Through poll_write, so every byte out is framed.
         let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &**b);
-        self.poll_write(cx, first)
+        Pin::new(this).poll_write(cx, first)
     }
 
+    /// Vectored once the connection is known not to be HTTP/2. hyper's
+    /// HTTP/1 asks once, when it builds the connection, which is after the
+    /// first bytes were read (so the mode is known): without vectored
+    /// writes it copies every body chunk into one buffer of its own, which
+    /// grows to the largest chunk (the origin side reads up to 64 KiB at a
+    /// time) and keeps that size for the connection's life.
     fn is_write_vectored(&self) -> bool {
-        false
+        self.mode == Mode::Pass && self.inner.is_write_vectored()
     }
 }
 
