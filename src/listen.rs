@@ -299,8 +299,12 @@ async fn connection(stream: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor
     };
     let idle = (header_read_timeout, idle_timeout);
     match tls {
-        None => serve(H2Guard::new(stream, peer), builders, handler, &conn.activity, &shared.tasks, idle).await,
-        Some(acceptor) => tls_connection(acceptor, stream, builders, handler, conn.clone(), shared.clone(), idle).await,
+        None => {
+            serve(H2Guard::new(stream, peer), builders, handler, &conn.activity, &shared.tasks, idle).await
+        }
+        Some(acceptor) => {
+            tls_connection(acceptor, stream, builders, handler, conn.clone(), shared.clone(), idle).await
+        }
     }
 }
 
