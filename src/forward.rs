@@ -101,9 +101,11 @@ const ORIGIN_MAX_HEADERS: usize = 2_000;
 /// hyper's default is about 400 KB, and its read buffer grows to that on a
 /// fast origin: each body chunk handed to the client side was then up to
 /// 400 KB, and a slow client held a few of them (one being read, one in the
-/// body channel, one queued to write), about 2 MB per stream. 64 KiB reads
-/// keep one stream at about 64 KB per buffer and still move over 1 GB/s on
-/// loopback (BENCHMARKS.md).
+/// body channel, one queued to write): 2.1 MB of RSS per slow stream, 0.5 MB
+/// with 64 KiB (BENCHMARKS.md). 32 KiB halved that again but would make
+/// response heads over 32 KiB fail whenever they arrive in small reads (a
+/// legacy page with a few hundred cookies sends 40 KB), so heads keep the
+/// same guaranteed limit as requests.
 const ORIGIN_MAX_BUF: usize = 64 * 1024;
 
 /// Idle keep-alive connections kept per origin (hyper's default is

@@ -300,7 +300,11 @@ async fn connection(stream: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor
     let idle = (header_read_timeout, idle_timeout);
     match tls {
         None => {
-            serve(H2Guard::new(stream, peer), builders, handler, &conn.activity, &shared.tasks, idle).await
+            // Boxed: the stream (432 bytes with its guard) moves through
+            // several states of `serve` (argument, sniffing, connection),
+            // and an async fn keeps room for each; a box is 8 bytes in each.
+            let io = Box::new(H2Guard::new(stream, peer));
+            serve(io, builders, handler, &conn.activity, &shared.tasks, idle).await;
         }
         Some(acceptor) => {
             tls_connection(acceptor, stream, builders, handler, conn.clone(), shared.clone(), idle).await
@@ -328,7 +332,7 @@ where
         let peer = conn.peer;
         match tokio::time::timeout(idle.0, acceptor.accept(stream)).await {
             Ok(Ok(stream)) => {
-                let stream = H2Guard::new(stream, peer);
+                let stream = Box::new(H2Guard::new(stream, peer));
                 serve(stream, builders, handler, &conn.activity, &shared.tasks, idle).await;
             }
             Ok(Err(e)) => tracing::debug!(%peer, error = %e, "tls handshake failed"),
@@ -711,8 +715,8 @@ mod tests {
     /// The task of a connection lives as long as the connection, idle
     /// keep-alive time included, so its future is memory per connection
     /// (BENCHMARKS.md, "idle keep-alive connection"): with the TLS path, the
-    /// HTTP/1 and HTTP/2 states and the request future boxed it stays small.
-    /// It was 14 KB when all of them were inline.
+    /// HTTP/1 and HTTP/2 states, the stream and the request future boxed it
+    /// stays small. It was 14 KB when all of them were inline.
     #[tokio::test]
     async fn a_plain_connection_future_stays_small() {
         let text = "[listen]\nhttp = \"127.0.0.1:0\"\n[[site]]\nhosts = [\"x.test\"]\norigin = \"http://127.0.0.1:1\"\npolicy = \"p\"\n[policy.p]\n";
@@ -738,7 +742,8 @@ mod tests {
         let size = std::mem::size_of_val(&future);
         println!("plain connection future: {size} bytes");
 
-        assert!(size <= 3 * 1024, "the connection future grew to {size} bytes");
+        // 1,160 bytes in a debug build when written.
+        assert!(size <= 2 * 1024, "the connection future grew to {size} bytes");
     }
 
     #[tokio::test(start_paused = true)]
