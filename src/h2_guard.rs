@@ -585,6 +585,35 @@ mod tests {
         assert!(!tripped);
     }
 
+    /// hyper's HTTP/1 copies every body chunk into a buffer of its own
+    /// (which grows to the largest chunk and stays) unless the stream is
+    /// vectored: once the first bytes are not the preface the guard must
+    /// say it is, and pass vectored writes through; for HTTP/2 it must not.
+    #[tokio::test]
+    async fn http1_gets_vectored_writes_http2_does_not() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        for (first, vectored) in [(&b"GET / HTTP/1.1\r\n\r\n"[..], true), (&PREFACE[..], false)] {
+            let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (server, peer) = listener.accept().await.unwrap();
+            let mut guard = H2Guard::new(server, peer);
+            assert!(!guard.is_write_vectored(), "not known yet");
+            client.write_all(first).await.unwrap();
+            let mut buf = vec![0u8; first.len()];
+            guard.read_exact(&mut buf).await.unwrap();
+            assert_eq!(guard.is_write_vectored(), vectored, "{:?}", String::from_utf8_lossy(first));
+            let parts = [std::io::IoSlice::new(b"HTTP/1.1 200 OK\r\n"), std::io::IoSlice::new(b"\r\n")];
+            let n = guard.write_vectored(&parts).await.unwrap();
+            // Vectored: both parts in one write; not: the first only.
+            assert_eq!(n, if vectored { 19 } else { 17 });
+            drop(guard);
+            let mut back = Vec::new();
+            client.read_to_end(&mut back).await.unwrap();
+            assert_eq!(back.len(), n);
+        }
+    }
+
     async fn assert_trips(flood: impl Fn(u32) -> Vec<Vec<u8>>, what: &str) {
         let mut frames = Vec::new();
         for i in 0..(BURST + 500) {
