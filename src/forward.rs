@@ -91,8 +91,22 @@ impl CaBundle {
 
 /// Most header fields an origin response may carry (hyper's default is
 /// 100: a legacy page setting a few hundred cookies would be a 502). The
-/// response head stays bounded by hyper's read buffer (about 400 KB).
+/// response head stays bounded by [`ORIGIN_MAX_BUF`].
 const ORIGIN_MAX_HEADERS: usize = 2_000;
+
+/// The most an origin connection reads at once, and so the largest
+/// response head (nginx's default `proxy_buffer_size` is 4-8 KB; this is
+/// the default `max_header_bytes` the proxy accepts from clients).
+///
+/// hyper's default is about 400 KB, and its read buffer grows to that on a
+/// fast origin: each body chunk handed to the client side was then up to
+/// 400 KB, and a slow client held a few of them (one being read, one in the
+/// body channel, one queued to write): 2.1 MB of RSS per slow stream, 0.5 MB
+/// with 64 KiB (BENCHMARKS.md). 32 KiB halved that again but would make
+/// response heads over 32 KiB fail whenever they arrive in small reads (a
+/// legacy page with a few hundred cookies sends 40 KB), so heads keep the
+/// same guaranteed limit as requests.
+const ORIGIN_MAX_BUF: usize = 64 * 1024;
 
 /// Idle keep-alive connections kept per origin (hyper's default is
 /// unbounded): after a burst of 2,000 concurrent requests the pool kept
@@ -418,6 +432,7 @@ fn build_clients(ca: Option<&CaBundle>, limits: &Limits) -> Clients {
     let mut builder = Client::builder(TokioExecutor::new());
     builder
         .http1_max_headers(ORIGIN_MAX_HEADERS)
+        .http1_max_buf_size(ORIGIN_MAX_BUF)
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(limits.origin_idle_timeout)

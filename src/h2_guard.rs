@@ -210,8 +210,12 @@ impl Inbound {
             bucket: Bucket::new(),
             last_stream: 0,
             just_opened: None,
-            closed_order: VecDeque::with_capacity(CLOSED_REMEMBERED),
-            closed: HashSet::with_capacity(CLOSED_REMEMBERED),
+            // Grown on demand, not reserved: every connection has a guard,
+            // HTTP/1.1 ones too, and the full reservation (a 256-entry
+            // deque and set, about 3.5 KB) was a tenth of an idle
+            // connection's memory. They stay bounded by CLOSED_REMEMBERED.
+            closed_order: VecDeque::new(),
+            closed: HashSet::new(),
             verdict: None,
         }
     }
@@ -479,13 +483,24 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for H2Guard<I> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.mode == Mode::Pass {
+            // Not HTTP/2: no frame to keep whole, no GOAWAY to place.
+            return Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        }
         // Through poll_write, so every byte out is framed.
         let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &**b);
-        self.poll_write(cx, first)
+        Pin::new(this).poll_write(cx, first)
     }
 
+    /// Vectored once the connection is known not to be HTTP/2. hyper's
+    /// HTTP/1 asks once, when it builds the connection, which is after the
+    /// first bytes were read (so the mode is known): without vectored
+    /// writes it copies every body chunk into one buffer of its own, which
+    /// grows to the largest chunk (the origin side reads up to 64 KiB at a
+    /// time) and keeps that size for the connection's life.
     fn is_write_vectored(&self) -> bool {
-        false
+        self.mode == Mode::Pass && self.inner.is_write_vectored()
     }
 }
 
@@ -568,6 +583,35 @@ mod tests {
         let (seen, tripped, _) = through(bytes.clone(), 4096).await;
         assert_eq!(seen, bytes);
         assert!(!tripped);
+    }
+
+    /// hyper's HTTP/1 copies every body chunk into a buffer of its own
+    /// (which grows to the largest chunk and stays) unless the stream is
+    /// vectored: once the first bytes are not the preface the guard must
+    /// say it is, and pass vectored writes through; for HTTP/2 it must not.
+    #[tokio::test]
+    async fn http1_gets_vectored_writes_http2_does_not() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        for (first, vectored) in [(&b"GET / HTTP/1.1\r\n\r\n"[..], true), (&PREFACE[..], false)] {
+            let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (server, peer) = listener.accept().await.unwrap();
+            let mut guard = H2Guard::new(server, peer);
+            assert!(!guard.is_write_vectored(), "not known yet");
+            client.write_all(first).await.unwrap();
+            let mut buf = vec![0u8; first.len()];
+            guard.read_exact(&mut buf).await.unwrap();
+            assert_eq!(guard.is_write_vectored(), vectored, "{:?}", String::from_utf8_lossy(first));
+            let parts = [std::io::IoSlice::new(b"HTTP/1.1 200 OK\r\n"), std::io::IoSlice::new(b"\r\n")];
+            let n = guard.write_vectored(&parts).await.unwrap();
+            // Vectored: both parts in one write; not: the first only.
+            assert_eq!(n, if vectored { 19 } else { 17 });
+            drop(guard);
+            let mut back = Vec::new();
+            client.read_to_end(&mut back).await.unwrap();
+            assert_eq!(back.len(), n);
+        }
     }
 
     async fn assert_trips(flood: impl Fn(u32) -> Vec<Vec<u8>>, what: &str) {

@@ -26,7 +26,8 @@
 //! [`error`] (the one place errors become status codes), [`server`] (start and stop the whole thing, as `consentry run` and the
 //! tests do).
 //!
-//! Smaller pieces: [`tls`] (certificates by SNI), [`h2_guard`] (HTTP/2 flood
+//! Smaller pieces: [`tls`] (certificates by SNI), [`http_conn`] (HTTP/1 or
+//! HTTP/2 by the first bytes), [`h2_guard`] (HTTP/2 flood
 //! guard), [`h2_request`] (malformed
 //! HTTP/2 requests reset, bodies held to their content-length), [`hop`] (hop-by-hop
 //! headers), [`forwarded`] (`X-Forwarded-*`, `Via`, request ids),
@@ -69,6 +70,7 @@ pub mod h2_guard;
 pub mod h2_request;
 pub mod hop;
 pub mod html;
+pub mod http_conn;
 pub mod inventory;
 pub mod listen;
 pub mod metrics;

@@ -1,6 +1,6 @@
 //! Stage 1, **listen**: accept TCP (and TLS) connections and serve HTTP/1.1
-//! and HTTP/2 on them with hyper-util's auto builder, within the limits of
-//! `[limits]`.
+//! and HTTP/2 on them with hyper ([`crate::http_conn`] tells which from the
+//! first bytes), within the limits of `[limits]`.
 //!
 //! What guards what:
 //! - **connection count**: one semaphore permit per connection, taken
@@ -56,8 +56,7 @@ use http::{Request, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioTimer;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore};
@@ -68,6 +67,7 @@ use crate::body::{Body, BoxError};
 use crate::error::ProxyError;
 use crate::h2_guard::H2Guard;
 use crate::h2_request;
+use crate::http_conn::{self, Builders, Connection};
 use crate::server::Shared;
 use crate::snapshot::Snapshot;
 
@@ -208,20 +208,23 @@ impl Drop for ActiveGuard {
     }
 }
 
-/// The HTTP/1 + HTTP/2 connection builder for the limits of a snapshot.
-pub fn http_builder(snapshot: &Snapshot) -> auto::Builder<TokioExecutor> {
+/// The HTTP/1 and HTTP/2 connection builders for the limits of a snapshot.
+pub fn http_builder(snapshot: &Snapshot) -> Builders {
     let limits = &snapshot.limits;
     let header_bytes = limits.max_header_bytes.max(MIN_HEADER_BYTES);
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
+    let mut builders = Builders::default();
+    builders
+        .http1
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(header_bytes)
+        // Exact: hyper's read buffer alone bounds a head only roughly (a
+        // read may fill whatever capacity the buffer has grown to).
+        .max_header_size(header_bytes)
         .max_headers(limits.max_headers)
         .keep_alive(true);
-    builder
-        .http2()
+    builders
+        .http2
         .timer(TokioTimer::new())
         .max_concurrent_streams(snapshot.h2_max_concurrent_streams)
         .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESETS)
@@ -229,7 +232,7 @@ pub fn http_builder(snapshot: &Snapshot) -> auto::Builder<TokioExecutor> {
         .max_header_list_size(u32::try_from(header_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(H2_PING)
         .keep_alive_timeout(H2_PING);
-    builder
+    builders
 }
 
 /// Accepts connections until draining starts, then drops the listener so
@@ -273,42 +276,81 @@ pub async fn accept_loop(
 }
 
 /// Serves one accepted connection.
+///
+/// The task holding this future lives as long as the connection, idle
+/// keep-alive time included, so what it holds inline is memory per
+/// connection: the builders are dropped once the connection is built (in
+/// [`serve`]), and the TLS path (handshake state, a TLS stream) is a
+/// separate boxed future that plain connections do not pay for.
 async fn connection(stream: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>, shared: Arc<Shared>) {
     let snapshot = shared.store.load();
-    let builder = http_builder(&snapshot);
-    let limits = snapshot.limits.clone();
+    let builders = http_builder(&snapshot);
+    let (send_timeout, header_read_timeout, idle_timeout) = {
+        let limits = &snapshot.limits;
+        (limits.send_timeout, limits.header_read_timeout, limits.idle_timeout)
+    };
     drop(snapshot);
-    let stream = SendTimeout::new(stream, limits.send_timeout);
+    let stream = SendTimeout::new(stream, send_timeout);
     let conn = Arc::new(ConnInfo { peer, https: tls.is_some(), activity: Activity::default() });
     let handler = {
         let conn = conn.clone();
         let shared = shared.clone();
         move |request: Request<Incoming>| crate::proxy::handle(shared.clone(), conn.clone(), request)
     };
-    let idle = (limits.header_read_timeout, limits.idle_timeout);
+    let idle = (header_read_timeout, idle_timeout);
     match tls {
         None => {
-            serve(H2Guard::new(stream, peer), &builder, handler, &conn.activity, &shared.tasks, idle).await
+            // Boxed: the stream (432 bytes with its guard) moves through
+            // several states of `serve` (argument, sniffing, connection),
+            // and an async fn keeps room for each; a box is 8 bytes in each.
+            let io = Box::new(H2Guard::new(stream, peer));
+            serve(io, builders, handler, &conn.activity, &shared.tasks, idle).await;
         }
         Some(acceptor) => {
-            match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => {
-                    let stream = H2Guard::new(stream, peer);
-                    serve(stream, &builder, handler, &conn.activity, &shared.tasks, idle).await;
-                }
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "tls handshake failed"),
-                Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
-            }
+            tls_connection(acceptor, stream, builders, handler, conn.clone(), shared.clone(), idle).await
         }
     }
+}
+
+/// The TLS handshake, then [`serve`] on the TLS stream: boxed, and built in
+/// a plain function, so that none of it is inline in the future of a plain
+/// connection (an async fn reserves room for every branch it may await).
+fn tls_connection<H, F>(
+    acceptor: TlsAcceptor,
+    stream: SendTimeout<TcpStream>,
+    builders: Builders,
+    handler: H,
+    conn: Arc<ConnInfo>,
+    shared: Arc<Shared>,
+    idle: (Duration, Duration),
+) -> Pin<Box<dyn Future<Output = ()> + Send>>
+where
+    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    Box::pin(async move {
+        let peer = conn.peer;
+        match tokio::time::timeout(idle.0, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => {
+                let stream = Box::new(H2Guard::new(stream, peer));
+                serve(stream, builders, handler, &conn.activity, &shared.tasks, idle).await;
+            }
+            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "tls handshake failed"),
+            Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
+        }
+    })
 }
 
 /// Serves HTTP on one connection with `handler` until the client leaves,
 /// the connection idles out, or shutdown. Generic over the handler so
 /// tests can serve a panicking one.
+///
+/// The protocol is read from the first bytes ([`http_conn::sniff`]), within
+/// the first idle limit (a client that sends nothing is closed then, as
+/// before any request).
 pub async fn serve<I, H, F>(
     io: I,
-    builder: &auto::Builder<TokioExecutor>,
+    builders: Builders,
     handler: H,
     activity: &Activity,
     tasks: &crate::shutdown::Tasks,
@@ -318,9 +360,24 @@ pub async fn serve<I, H, F>(
     H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
+    let sniffed = tokio::select! {
+        sniffed = tokio::time::timeout(idle_first, http_conn::sniff(io)) => sniffed,
+        () = tasks.draining() => return,
+    };
+    let (protocol, io) = match sniffed {
+        Ok(Ok(sniffed)) => sniffed,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "connection ended before its first request");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("closing idle connection");
+            return;
+        }
+    };
     let handler = Arc::new(handler);
     let service_activity = activity.clone();
-    let service = service_fn(move |request: Request<Incoming>| {
+    let service = service_fn(move |request: Request<Incoming>| -> RequestFuture {
         // A malformed HTTP/2 request is reset here, before any stage (or
         // the origin) sees it: h2 resets the stream with the reason of
         // the `h2::Error` a service fails with.
@@ -329,7 +386,12 @@ pub async fn serve<I, H, F>(
             Err(why) => Err(why),
         };
         let guard = service_activity.start();
-        async move {
+        // Boxed: hyper keeps a box for the future of the request in
+        // flight for the connection's whole life, sized to that future
+        // (about 7 KB with the proxy's stages), idle time included. A
+        // boxed future makes that a pointer, and the request's state is
+        // allocated only while it runs.
+        Box::pin(async move {
             let future = match future {
                 Ok(future) => future,
                 Err(why) => {
@@ -346,29 +408,29 @@ pub async fn serve<I, H, F>(
                 }
             };
             Ok::<_, h2::Error>(response.map(|body| Guarded { inner: body, _guard: guard }))
-        }
+        })
     });
     {
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-        tokio::pin!(conn);
+        let mut conn = Connection::new(&builders, protocol, io, service);
+        drop(builders);
         let idle = activity.idle(idle_first, idle_after);
         tokio::pin!(idle);
         let mut closing = false;
         loop {
             tokio::select! {
-                result = conn.as_mut() => {
+                result = &mut conn => {
                     if let Err(e) = result {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                     break;
                 }
                 () = tasks.draining(), if !closing => {
-                    conn.as_mut().graceful_shutdown();
+                    conn.graceful_shutdown();
                     closing = true;
                 }
                 () = &mut idle, if !closing => {
                     tracing::debug!("closing idle connection");
-                    conn.as_mut().graceful_shutdown();
+                    conn.graceful_shutdown();
                     closing = true;
                 }
             }
@@ -379,6 +441,9 @@ pub async fn serve<I, H, F>(
     // An upgraded connection lives on in its tunnel, which holds a guard.
     activity.quiet().await;
 }
+
+/// The future of one request as hyper holds it: boxed (see [`serve`]).
+type RequestFuture = Pin<Box<dyn Future<Output = Result<Response<Guarded>, h2::Error>> + Send>>;
 
 pin_project_lite::pin_project! {
     /// A connection whose writes fail with `TimedOut` once one has been
@@ -529,10 +594,10 @@ mod tests {
     use crate::body;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    fn test_builder() -> auto::Builder<TokioExecutor> {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(5));
-        builder
+    fn test_builder() -> Builders {
+        let mut builders = Builders::default();
+        builders.http1.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(5));
+        builders
     }
 
     async fn exchange(addr: SocketAddr, path: &str) -> String {
@@ -564,7 +629,7 @@ mod tests {
                     };
                     let activity = Activity::default();
                     let idle = (Duration::from_secs(5), Duration::from_secs(5));
-                    serve(stream, &test_builder(), handler, &activity, &tasks, idle).await;
+                    serve(stream, test_builder(), handler, &activity, &tasks, idle).await;
                 });
             }
         });
@@ -609,7 +674,7 @@ mod tests {
                     };
                     let activity = Activity::default();
                     let idle = (Duration::from_secs(5), Duration::from_secs(5));
-                    serve(stream, &test_builder(), handler, &activity, &tasks, idle).await;
+                    serve(stream, test_builder(), handler, &activity, &tasks, idle).await;
                 });
             }
         });
@@ -645,6 +710,40 @@ mod tests {
         };
         assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
         assert!(started.elapsed() >= Duration::from_secs(5), "{:?}", started.elapsed());
+    }
+
+    /// The task of a connection lives as long as the connection, idle
+    /// keep-alive time included, so its future is memory per connection
+    /// (BENCHMARKS.md, "idle keep-alive connection"): with the TLS path, the
+    /// HTTP/1 and HTTP/2 states, the stream and the request future boxed it
+    /// stays small. It was 14 KB when all of them were inline.
+    #[tokio::test]
+    async fn a_plain_connection_future_stays_small() {
+        let text = "[listen]\nhttp = \"127.0.0.1:0\"\n[[site]]\nhosts = [\"x.test\"]\norigin = \"http://127.0.0.1:1\"\npolicy = \"p\"\n[policy.p]\n";
+        let snapshot = Snapshot::compile(
+            &crate::config::Source { path: std::path::PathBuf::from("t.toml"), text: text.into() },
+            1,
+        )
+        .unwrap();
+        let account = Arc::new(crate::account::Account::from_snapshot(&snapshot));
+        let store = Arc::new(crate::snapshot::Store::new(snapshot));
+        let shared = Arc::new(Shared {
+            admin: crate::admin::AdminState::new(store.clone(), account.clone()),
+            store,
+            account,
+            forwarder: crate::forward::Forwarder::new(),
+            tasks: crate::shutdown::Tasks::new(),
+            receipts: None,
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let future = connection(stream, peer, None, shared);
+        let size = std::mem::size_of_val(&future);
+        println!("plain connection future: {size} bytes");
+
+        // 1,160 bytes in a debug build when written.
+        assert!(size <= 2 * 1024, "the connection future grew to {size} bytes");
     }
 
     #[tokio::test(start_paused = true)]

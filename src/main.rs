@@ -20,6 +20,9 @@ use consentry::{demo, receipts, reload, server, tls};
 /// buffers (header maps, body frames, futures) on every request, across
 /// threads, and glibc's malloc spent about 5% of the CPU of a 2 KB request
 /// in `malloc`/`_int_free`/`malloc_consolidate` (BENCHMARKS.md).
+/// Without the `mimalloc` feature the system allocator is used, which heap
+/// profilers (heaptrack, valgrind) can see.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -473,8 +473,9 @@ presets = ["google-analytics", "google-tag-manager", "meta-pixel", "hubspot", "y
 
     def run_stream(self):
         """One 64 MB stream: throughput; one 1 GB stream and 16 slow 64 MB readers: RSS."""
-        lines = ["| proxy | 64 MB single stream MB/s (median) | peak RSS during 1 GB stream (KB) | peak RSS with 16 slow 64 MB readers (KB) |",
-                 "|---|---|---|---|"]
+        lines = ["| proxy | 64 MB single stream MB/s (median) | peak RSS during 1 GB stream (KB) | "
+                 "peak RSS with 16 slow 64 MB readers (KB) | per slow stream (KB, peak minus RSS just before) |",
+                 "|---|---|---|---|---|"]
         for name, port in (("direct origin", PORTS["origin"]), ("consentry", PORTS["consentry"]),
                            ("nginx buffering off", PORTS["nginx_nobuf"]), ("haproxy", PORTS["haproxy"])):
             speeds = []
@@ -483,14 +484,17 @@ presets = ["google-analytics", "google-tag-manager", "meta-pixel", "hubspot", "y
                                       "Host: localhost", "-w", "%{speed_download}",
                                       f"http://127.0.0.1:{port}/64m.bin"], capture_output=True, text=True, check=True)
                 speeds.append(float(out.stdout) / 1e6)
-            peak_big = peak_slow = "-"
+            peak_big = peak_slow = per_stream = "-"
             if name != "direct origin":
                 pid = self.worker_pid({"nginx buffering off": "nginx"}.get(name, name))
                 peak_big = self.peak_rss_during(pid, [["curl", "-s", "-o", "/dev/null", "-H", "Host: localhost",
                                                        f"http://127.0.0.1:{port}/1g.bin"]])
+                time.sleep(1)
+                before = rss_kb(pid)
                 peak_slow = self.peak_rss_during(pid, [["curl", "-s", "-o", "/dev/null", "--limit-rate", "8M", "-H",
                                                         "Host: localhost", f"http://127.0.0.1:{port}/64m.bin"]] * 16)
-            lines.append(f"| {name} | {statistics.median(speeds):.0f} | {peak_big} | {peak_slow} |")
+                per_stream = f"{(peak_slow - before) / 16:.0f}"
+            lines.append(f"| {name} | {statistics.median(speeds):.0f} | {peak_big} | {peak_slow} | {per_stream} |")
         self.results.append("\n".join(lines))
         print("\n".join(lines), flush=True)
 
