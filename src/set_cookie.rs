@@ -1029,7 +1029,9 @@ pub(crate) mod props {
             (0u32..30, 0u32..70, 0u32..70),
             prop_oneof![Just("GMT"), Just("UTC"), Just("gmt")],
         )
-            .prop_map(|(w, d, m, y, (hh, mm, ss), z)| format!("{w}, {d:02} {m} {y:04} {hh:02}:{mm:02}:{ss:02} {z}"))
+            .prop_map(|(w, d, m, y, (hh, mm, ss), z)| {
+                format!("{w}, {d:02} {m} {y:04} {hh:02}:{mm:02}:{ss:02} {z}")
+            })
     }
 
     proptest! {
