@@ -609,6 +609,9 @@ fn parse_cookie_date_tokens(input: &[u8]) -> Option<i64> {
     cookie_date_from((time?, day?, month?, year?))
 }
 
+/// `((hour, minute, second), day of month, month, year as written)`.
+type DateFields = ((u32, u32, u32), u32, u32, u32);
+
 /// The fields the algorithm above finds (time, day of month, month, year
 /// as written), when `input` is exactly an IMF-fixdate
 /// (`Tue, 14 Nov 2023 22:13:20 GMT`, what nearly every server sends):
@@ -616,7 +619,7 @@ fn parse_cookie_date_tokens(input: &[u8]) -> Option<i64> {
 /// whose tokens the general algorithm reads the same way (a weekday name,
 /// which is no month, number or time; `GMT`), so both give the same date;
 /// a property test holds them to that.
-fn imf_fixdate(input: &[u8]) -> Option<((u32, u32, u32), u32, u32, u32)> {
+fn imf_fixdate(input: &[u8]) -> Option<DateFields> {
     const WEEKDAYS: [&[u8; 3]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];
     let b: &[u8; 29] = input.try_into().ok()?;
     let digits = |range: std::ops::Range<usize>| -> Option<u32> {
@@ -634,7 +637,7 @@ fn imf_fixdate(input: &[u8]) -> Option<((u32, u32, u32), u32, u32, u32)> {
 
 /// Unix seconds of the fields [`parse_cookie_date`] found, or `None` for
 /// a date a browser would ignore.
-fn cookie_date_from(fields: ((u32, u32, u32), u32, u32, u32)) -> Option<i64> {
+fn cookie_date_from(fields: DateFields) -> Option<i64> {
     let ((hour, minute, second), day, month, year) = fields;
     let year = i64::from(match year {
         70..=99 => year + 1900,
