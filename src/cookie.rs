@@ -64,11 +64,12 @@ impl<'a> CookieJar<'a> {
 
     fn extend(&mut self, bytes: &'a [u8]) {
         for pair in raw_pairs(bytes) {
-            let (Ok(name), Ok(value), Ok(raw)) = (
-                std::str::from_utf8(pair.name),
-                std::str::from_utf8(pair.value),
-                std::str::from_utf8(pair.raw),
-            ) else {
+            // The pair is checked once; its name and value are parts of it
+            // cut at ASCII bytes (`=`, spaces), so they are text too.
+            let Ok(raw) = std::str::from_utf8(pair.raw) else {
+                continue;
+            };
+            let (Some(name), Some(value)) = (part_of(raw, pair.name), part_of(raw, pair.value)) else {
                 continue;
             };
             self.pairs.push(Pair { name, value, raw });
@@ -94,6 +95,17 @@ impl<'a> CookieJar<'a> {
     pub fn is_empty(&self) -> bool {
         self.pairs.is_empty()
     }
+}
+
+/// `part` (a subslice of `whole`'s bytes) as a `&str`, or `None` when it is
+/// not a part of `whole` or does not fall on character boundaries.
+fn part_of<'a>(whole: &'a str, part: &'a [u8]) -> Option<&'a str> {
+    if part.is_empty() {
+        return Some("");
+    }
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let text = whole.get(start..start.checked_add(part.len())?)?;
+    (text.as_ptr() == part.as_ptr()).then_some(text)
 }
 
 /// One `name=value` pair as bytes, exactly as it appeared on the wire.

@@ -239,7 +239,9 @@ pub fn filter_response(
     let had_set_cookie = headers.contains_key(SET_COOKIE);
     let first = decisions.len();
     if had_set_cookie {
-        let mut verdicts = Vec::with_capacity(headers.get_all(SET_COOKIE).iter().count());
+        // Sized for a typical response without counting first: walking a
+        // header's values is pointer chasing, as dear as growing the Vec.
+        let mut verdicts = Vec::with_capacity(32);
         for value in headers.get_all(SET_COOKIE) {
             let (verdict, decision) = judge_set_cookie(value, cx, now);
             report.set_cookie(&decision);
