@@ -61,7 +61,7 @@
     var v = window.visualViewport;
     var coarse = window.matchMedia && window.matchMedia('(pointer: coarse)').matches;
     var k = v && coarse && v.scale < 0.9 ? Math.min(1 / v.scale, 4) : 1;
-    root.style.setProperty('--consentry-zoom', String(Math.round(k * 100) / 100));
+    root.style.setProperty('--cy-zoom', String(Math.round(k * 100) / 100));
   }
 
   function open() {
