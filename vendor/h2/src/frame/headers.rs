@@ -963,6 +963,12 @@ impl HeaderBlock {
                 Path(v) => set_pseudo!(path, v),
                 Protocol(v) => set_pseudo!(protocol, v),
                 Status(v) => set_pseudo!(status, v),
+                // consentry patch: not valid HTTP; the message is malformed
+                // (a stream error), the HPACK state is kept.
+                Invalid { .. } => {
+                    tracing::trace!("load_hpack; invalid field name or value");
+                    malformed = true;
+                }
             }
 
             ControlFlow::Continue(())

@@ -946,4 +946,64 @@ mod test {
             _ => panic!(),
         }
     }
+
+    /// consentry patch: fields that are not valid HTTP decode as
+    /// `Header::Invalid` and still enter the dynamic table, so the entries
+    /// after them keep their indexes.
+    #[test]
+    fn test_invalid_fields_are_decoded_and_indexed() {
+        let mut de = Decoder::new(4096);
+        let mut buf = BytesMut::new();
+        // Literals with incremental indexing, new names.
+        buf.extend([0x40, 1, b'x', 3, b'a', b'\r', b'b']);
+        buf.extend([0x40, 2, b'U', b'p', 1, b'v']);
+        buf.extend([0x40, 2, b'o', b'k', 1, b'1']);
+        // A pseudo-header h2 does not know.
+        buf.extend([0x40, 4, b':', b'f', b'o', b'o', 1, b'z']);
+        let mut res = vec![];
+        de.decode(&mut Cursor::new(&mut buf), |h| {
+            res.push(h);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(res.len(), 4);
+        assert!(matches!(res[0], Header::Invalid { .. }), "{:?}", res[0]);
+        assert!(matches!(res[1], Header::Invalid { .. }), "{:?}", res[1]);
+        assert!(matches!(res[2], Header::Field { .. }), "{:?}", res[2]);
+        assert!(matches!(res[3], Header::Invalid { .. }), "{:?}", res[3]);
+        assert_eq!(de.table.size(), (32 + 4) + (32 + 3) + (32 + 3) + (32 + 5));
+
+        // Newest first: 62 `:foo`, 63 `ok: 1`, 64 `Up: v`, 65 `x: a\rb`.
+        let mut buf = BytesMut::new();
+        buf.extend([0x80 | 63, 0x80 | 64]);
+        // `x` (index 65 = 63 + 2) with a valid value: a valid field.
+        buf.extend([0x40 | 0x3f, 2, 1, b'c']);
+        let mut res = vec![];
+        de.decode(&mut Cursor::new(&mut buf), |h| {
+            res.push(h);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        match res[0] {
+            Header::Field {
+                ref name,
+                ref value,
+            } => {
+                assert_eq!(name, "ok");
+                assert_eq!(value, "1");
+            }
+            _ => panic!("{:?}", res[0]),
+        }
+        assert!(matches!(res[1], Header::Invalid { .. }), "{:?}", res[1]);
+        match res[2] {
+            Header::Field {
+                ref name,
+                ref value,
+            } => {
+                assert_eq!(name, "x");
+                assert_eq!(value, "c");
+            }
+            _ => panic!("{:?}", res[2]),
+        }
+    }
 }

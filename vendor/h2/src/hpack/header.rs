@@ -17,6 +17,15 @@ pub enum Header<T = HeaderName> {
     Path(BytesStr),
     Protocol(Protocol),
     Status(StatusCode),
+    /// A field the peer sent that is not a valid HTTP field: a name that is
+    /// not lowercase or not a token, a value with NUL, CR or LF, an unknown
+    /// pseudo-header or an invalid pseudo-header value (consentry patch).
+    ///
+    /// It decodes (and enters the dynamic table) like any other field, so
+    /// the HPACK state stays in sync, but the message that carries it is
+    /// malformed (RFC 9113 §8.2.1, §8.3): a stream error, not a connection
+    /// error.
+    Invalid { name: Bytes, value: Bytes },
 }
 
 /// The header field name
@@ -29,6 +38,8 @@ pub enum Name<'a> {
     Path,
     Protocol,
     Status,
+    /// The name of a [`Header::Invalid`].
+    Invalid(&'a Bytes),
 }
 
 #[doc(hidden)]
@@ -56,6 +67,7 @@ impl Header<Option<HeaderName>> {
             Path(v) => Path(v),
             Protocol(v) => Protocol(v),
             Status(v) => Status(v),
+            Invalid { name, value } => Invalid { name, value },
         })
     }
 }
@@ -65,6 +77,15 @@ impl Header {
         if name.is_empty() {
             return Err(DecoderError::NeedMore(NeedMore::UnexpectedEndOfStream));
         }
+        // consentry patch: a field that is not valid HTTP makes its message
+        // malformed, not the HPACK block undecodable (see `Header::Invalid`).
+        match Header::parse(name.clone(), value.clone()) {
+            Ok(header) => Ok(header),
+            Err(_) => Ok(Header::Invalid { name, value }),
+        }
+    }
+
+    fn parse(name: Bytes, value: Bytes) -> Result<Header, DecoderError> {
         if name[0] == b':' {
             match &name[1..] {
                 b"authority" => {
@@ -114,6 +135,10 @@ impl Header {
             Header::Path(ref v) => 32 + 5 + v.len(),
             Header::Protocol(ref v) => 32 + 9 + v.as_str().len(),
             Header::Status(_) => 32 + 7 + 3,
+            Header::Invalid {
+                ref name,
+                ref value,
+            } => 32 + name.len() + value.len(),
         }
     }
 
@@ -127,6 +152,7 @@ impl Header {
             Header::Path(..) => Name::Path,
             Header::Protocol(..) => Name::Protocol,
             Header::Status(..) => Name::Status,
+            Header::Invalid { ref name, .. } => Name::Invalid(name),
         }
     }
 
@@ -139,6 +165,7 @@ impl Header {
             Header::Path(ref v) => v.as_ref(),
             Header::Protocol(ref v) => v.as_ref(),
             Header::Status(ref v) => v.as_str().as_ref(),
+            Header::Invalid { ref value, .. } => value.as_ref(),
         }
     }
 
@@ -173,6 +200,10 @@ impl Header {
             },
             Header::Status(ref a) => match *other {
                 Header::Status(ref b) => a == b,
+                _ => false,
+            },
+            Header::Invalid { value: ref a, .. } => match *other {
+                Header::Invalid { value: ref b, .. } => a == b,
                 _ => false,
             },
         }
@@ -222,12 +253,26 @@ impl From<Header> for Header<Option<HeaderName>> {
             Header::Path(v) => Header::Path(v),
             Header::Protocol(v) => Header::Protocol(v),
             Header::Status(v) => Header::Status(v),
+            Header::Invalid { name, value } => Header::Invalid { name, value },
         }
     }
 }
 
 impl<'a> Name<'a> {
     pub fn into_entry(self, value: Bytes) -> Result<Header, DecoderError> {
+        // consentry patch: a value that is not valid for its name makes the
+        // message malformed, not the HPACK block undecodable (see
+        // `Header::Invalid`).
+        match self.clone().parse_entry(value.clone()) {
+            Ok(header) => Ok(header),
+            Err(_) => Ok(Header::Invalid {
+                name: Bytes::copy_from_slice(self.as_slice()),
+                value,
+            }),
+        }
+    }
+
+    fn parse_entry(self, value: Bytes) -> Result<Header, DecoderError> {
         match self {
             Name::Field(name) => Ok(Header::Field {
                 name: name.clone(),
@@ -245,6 +290,7 @@ impl<'a> Name<'a> {
                     Err(_) => Err(DecoderError::InvalidStatusCode),
                 }
             }
+            Name::Invalid(name) => Header::new(name.clone(), value),
         }
     }
 
@@ -257,6 +303,7 @@ impl<'a> Name<'a> {
             Name::Path => b":path",
             Name::Protocol => b":protocol",
             Name::Status => b":status",
+            Name::Invalid(name) => name.as_ref(),
         }
     }
 }
