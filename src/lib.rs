@@ -27,7 +27,8 @@
 //! tests do).
 //!
 //! Smaller pieces: [`tls`] (certificates by SNI), [`http_conn`] (HTTP/1 or
-//! HTTP/2 by the first bytes), [`h2_guard`] (HTTP/2 flood
+//! HTTP/2 by the first bytes), [`head_timeout`] (408 for an HTTP/1 head
+//! that does not arrive in time), [`h2_guard`] (HTTP/2 flood
 //! guard), [`h2_request`] (malformed
 //! HTTP/2 requests reset, bodies held to their content-length), [`hop`] (hop-by-hop
 //! headers), [`forwarded`] (`X-Forwarded-*`, `Via`, request ids),
@@ -68,6 +69,7 @@ pub mod forward;
 pub mod forwarded;
 pub mod h2_guard;
 pub mod h2_request;
+pub mod head_timeout;
 pub mod hop;
 pub mod html;
 pub mod http_conn;

@@ -8,10 +8,13 @@
 //!   in the kernel backlog instead of being accepted and starved. An
 //!   upgraded (WebSocket) connection keeps its permit until its tunnel ends.
 //! - **slow clients**: the TLS handshake must finish within
-//!   `header_read_timeout`; hyper enforces the same timeout on every HTTP/1
-//!   request head (it needs a `Timer` for that: one is set). For HTTP/1.1
-//!   keep-alive hyper starts that timer as soon as a response is done, so an
-//!   idle HTTP/1.1 connection lasts at most `min(header_read_timeout,
+//!   `header_read_timeout`, and so must every HTTP/1 request head:
+//!   [`HeadTimeout`] answers a head that started and did not finish with
+//!   `408` and `Connection: close` (hyper's own timer would close without a
+//!   word; it stays, [`crate::head_timeout::BACKSTOP`] later, as a
+//!   backstop). The deadline of the next head starts once a response is
+//!   done, and a connection that sends nothing by then is closed silently,
+//!   so an idle HTTP/1.1 connection lasts at most `min(header_read_timeout,
 //!   idle_timeout)`.
 //! - **slow bodies and slow readers**: hyper has neither a body read nor a
 //!   write timeout. A request body that stalls for `body_read_timeout` is
@@ -67,6 +70,7 @@ use crate::body::{Body, BoxError};
 use crate::error::ProxyError;
 use crate::h2_guard::H2Guard;
 use crate::h2_request;
+use crate::head_timeout::HeadTimeout;
 use crate::http_conn::{self, Builders, Connection};
 use crate::server::Shared;
 use crate::snapshot::Snapshot;
@@ -96,7 +100,7 @@ pub struct ConnInfo {
 /// Counts what is in flight on a connection, to close it when idle and to
 /// hold its permit while a tunnel runs.
 ///
-/// A request costs two atomic operations and a clock read, and wakes no
+/// A request costs three atomic operations and a clock read, and wakes no
 /// one: the idle timer is a deadline the connection's idle future checks
 /// when it fires (at most once per idle limit), not an event sent at every
 /// request's start and end. Only a waiter in [`Activity::quiet`] (draining
@@ -110,8 +114,10 @@ pub struct Activity {
 struct ActivityInner {
     /// Requests and tunnels in flight.
     count: AtomicUsize,
-    /// Whether any request has started (the idle limit then changes).
-    started: AtomicBool,
+    /// Requests (and tunnels) started so far: the idle limit changes after
+    /// the first, and [`HeadTimeout`] tells one request head from the next
+    /// by it.
+    starts: AtomicU64,
     /// When the last one ended, as nanoseconds after `base` (tokio's clock,
     /// which tests can pause).
     last_end: AtomicU64,
@@ -125,7 +131,7 @@ impl Default for ActivityInner {
     fn default() -> Self {
         ActivityInner {
             count: AtomicUsize::new(0),
-            started: AtomicBool::new(false),
+            starts: AtomicU64::new(0),
             last_end: AtomicU64::new(0),
             base: Instant::now(),
             draining: AtomicBool::new(false),
@@ -138,10 +144,18 @@ impl Activity {
     /// Marks something in flight until the guard is dropped.
     pub fn start(&self) -> ActiveGuard {
         self.inner.count.fetch_add(1, Ordering::SeqCst);
-        if !self.inner.started.load(Ordering::Relaxed) {
-            self.inner.started.store(true, Ordering::Relaxed);
-        }
+        self.inner.starts.fetch_add(1, Ordering::SeqCst);
         ActiveGuard { inner: self.inner.clone() }
+    }
+
+    /// Whether a request (or tunnel) is in flight.
+    pub fn busy(&self) -> bool {
+        self.inner.count.load(Ordering::SeqCst) > 0
+    }
+
+    /// How many requests (and tunnels) have started on the connection.
+    pub fn starts(&self) -> u64 {
+        self.inner.starts.load(Ordering::SeqCst)
     }
 
     /// Resolves once nothing has been in flight for `first` (before any
@@ -149,7 +163,7 @@ impl Activity {
     async fn idle(&self, first: Duration, after: Duration) {
         let inner = &self.inner;
         loop {
-            let limit = if inner.started.load(Ordering::Relaxed) { after } else { first };
+            let limit = if inner.starts.load(Ordering::Relaxed) > 0 { after } else { first };
             if inner.count.load(Ordering::SeqCst) > 0 {
                 // Busy: look again one limit later (a request that is still
                 // running then has its whole limit again once it ends).
@@ -216,7 +230,9 @@ pub fn http_builder(snapshot: &Snapshot) -> Builders {
     builders
         .http1
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        // A backstop: [`HeadTimeout`] answers 408 (or closes an idle
+        // connection) at `header_read_timeout` itself.
+        .header_read_timeout(limits.header_read_timeout + crate::head_timeout::BACKSTOP)
         .max_buf_size(header_bytes)
         // Exact: hyper's read buffer alone bounds a head only roughly (a
         // read may fill whatever capacity the buffer has grown to).
@@ -360,6 +376,7 @@ pub async fn serve<I, H, F>(
     H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
+    let since = Instant::now();
     let sniffed = tokio::select! {
         sniffed = tokio::time::timeout(idle_first, http_conn::sniff(io)) => sniffed,
         () = tasks.draining() => return,
@@ -411,6 +428,8 @@ pub async fn serve<I, H, F>(
         })
     });
     {
+        let head_timeout = (protocol == http_conn::Protocol::Http1).then_some(idle_first);
+        let io = HeadTimeout::new(io, activity.clone(), head_timeout, since);
         let mut conn = Connection::new(&builders, protocol, io, service);
         drop(builders);
         let idle = activity.idle(idle_first, idle_after);

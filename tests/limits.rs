@@ -45,17 +45,144 @@ where
     consentry::body::boxed(http_body_util::StreamBody::new(frames))
 }
 
+/// Reads one whole response (by its `content-length`) off a keep-alive
+/// connection, leaving the connection open.
+async fn read_response<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> String {
+    use tokio::io::AsyncReadExt as _;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().to_string())
+                })
+                .and_then(|v| v.parse::<usize>().ok())
+                .expect("a content-length");
+            if got.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed mid-response: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Checks the 408 a slow head gets: the whole answer, then the close.
+fn assert_408(answer: &str) {
+    assert!(answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{answer}");
+    let head = answer.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+    assert!(head.contains("\r\nconnection: close\r\n"), "{answer}");
+    assert!(head.contains("\r\ncontent-type: text/plain; charset=utf-8\r\n"), "{answer}");
+    assert!(answer.ends_with("408 Request Timeout: the request head did not arrive in time\n"), "{answer}");
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
+}
+
 #[tokio::test]
-async fn a_slow_header_client_is_cut_off() {
+async fn a_slow_header_client_gets_408_then_a_close() {
     within(async {
         let origin = demo_origin().await;
         let proxy = proxy().origin(&origin).limit("header_read_timeout", "\"300ms\"").run().await;
         let mut conn = raw(proxy.http).await;
+        let started = std::time::Instant::now();
         // Half a request head, then nothing (slowloris).
         conn.send(format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nX-Slow: ")).await;
         // Returns only because the proxy closes the connection.
         let answer = conn.read_to_close().await;
-        assert!(!answer.contains("200 OK"), "{answer}");
+        let took = started.elapsed();
+        assert_408(&answer);
+        assert!(took >= Duration::from_millis(290), "answered after {took:?}");
+        assert!(took < Duration::from_millis(1300), "hyper's backstop, not the 408, ended it: {took:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_slow_second_head_on_a_keep_alive_connection_gets_408() {
+    within(async {
+        let origin = demo_origin().await;
+        let proxy = proxy().origin(&origin).limit("header_read_timeout", "\"300ms\"").run().await;
+        let mut conn = raw(proxy.http).await;
+        conn.send(format!("GET /echo HTTP/1.1\r\nHost: {HOST}\r\n\r\n")).await;
+        let first = read_response(&mut conn.stream).await;
+        assert!(first.starts_with("HTTP/1.1 200 "), "{first}");
+        // Idle for most of the limit: the next head's deadline starts after
+        // the response, and a blank line starts no head.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        conn.send(format!("\r\nGET /echo HTTP/1.1\r\nHost: {HOST}\r\n")).await;
+        let answer = conn.read_to_close().await;
+        assert_408(&answer);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_without_a_word() {
+    within(async {
+        let origin = demo_origin().await;
+        let proxy = proxy()
+            .origin(&origin)
+            .limit("header_read_timeout", "\"300ms\"")
+            .limit("idle_timeout", "\"120s\"")
+            .run()
+            .await;
+        // A connection that never says anything.
+        let mut silent = raw(proxy.http).await;
+        assert_eq!(silent.read_to_close().await, "");
+        // One that made a request, then went quiet.
+        let mut conn = raw(proxy.http).await;
+        conn.send(format!("GET /echo HTTP/1.1\r\nHost: {HOST}\r\n\r\n")).await;
+        let first = read_response(&mut conn.stream).await;
+        assert!(first.starts_with("HTTP/1.1 200 "), "{first}");
+        let started = std::time::Instant::now();
+        assert_eq!(conn.read_to_close().await, "");
+        assert!(started.elapsed() < Duration::from_millis(1300), "closed after {:?}", started.elapsed());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_slow_head_that_completes_in_time_is_served() {
+    within(async {
+        let origin = demo_origin().await;
+        let proxy = proxy().origin(&origin).limit("header_read_timeout", "\"2s\"").run().await;
+        let mut conn = raw(proxy.http).await;
+        for piece in ["GET /echo HTTP/1.1\r\n", &format!("Host: {HOST}\r\n"), "X-Slow: 1\r\n", "\r\n"] {
+            conn.send(piece).await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let first = read_response(&mut conn.stream).await;
+        assert!(first.starts_with("HTTP/1.1 200 "), "{first}");
+        // The same again on the kept-alive connection: a fresh deadline.
+        for piece in ["GET /echo HTTP/1.1\r\n", &format!("Host: {HOST}\r\n"), "Connection: close\r\n", "\r\n"]
+        {
+            conn.send(piece).await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let second = conn.read_to_close().await;
+        assert!(second.starts_with("HTTP/1.1 200 "), "{second}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_slow_header_client_over_tls_gets_408_then_a_close() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    within(async {
+        let cert = test_cert(&[HOST]);
+        let origin = demo_origin().await;
+        let proxy =
+            proxy().origin(&origin).https(&[&cert]).limit("header_read_timeout", "\"300ms\"").run().await;
+        let mut tls = tls_connect(proxy.https.unwrap(), HOST, &[&cert], &[b"http/1.1"]).await;
+        tls.write_all(format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nX-Slow: ").as_bytes()).await.unwrap();
+        tls.flush().await.unwrap();
+        let mut out = Vec::new();
+        // The proxy ends with close_notify: a clean end of stream.
+        tls.read_to_end(&mut out).await.unwrap();
+        assert_408(&String::from_utf8_lossy(&out));
     })
     .await;
 }
