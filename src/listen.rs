@@ -320,7 +320,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor
             // several states of `serve` (argument, sniffing, connection),
             // and an async fn keeps room for each; a box is 8 bytes in each.
             let io = Box::new(H2Guard::new(stream, peer));
-            serve(io, builders, handler, &conn.activity, &shared.tasks, idle).await;
+            serve(io, builders, handler, &conn.activity, &shared.tasks, idle, None).await;
         }
         Some(acceptor) => {
             tls_connection(acceptor, stream, builders, handler, conn.clone(), shared.clone(), idle).await
@@ -348,8 +348,13 @@ where
         let peer = conn.peer;
         match tokio::time::timeout(idle.0, acceptor.accept(stream)).await {
             Ok(Ok(stream)) => {
+                // ALPN `h2` means HTTP/2 whatever the first bytes are: a bad
+                // preface then gets h2's GOAWAY PROTOCOL_ERROR, never an
+                // HTTP/1 answer on a connection agreed to be HTTP/2.
+                let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                let negotiated = h2.then_some(http_conn::Protocol::Http2);
                 let stream = Box::new(H2Guard::new(stream, peer));
-                serve(stream, builders, handler, &conn.activity, &shared.tasks, idle).await;
+                serve(stream, builders, handler, &conn.activity, &shared.tasks, idle, negotiated).await;
             }
             Ok(Err(e)) => tracing::debug!(%peer, error = %e, "tls handshake failed"),
             Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
@@ -363,7 +368,7 @@ where
 ///
 /// The protocol is read from the first bytes ([`http_conn::sniff`]), within
 /// the first idle limit (a client that sends nothing is closed then, as
-/// before any request).
+/// before any request), unless TLS already `negotiated` it (ALPN).
 pub async fn serve<I, H, F>(
     io: I,
     builders: Builders,
@@ -371,6 +376,7 @@ pub async fn serve<I, H, F>(
     activity: &Activity,
     tasks: &crate::shutdown::Tasks,
     (idle_first, idle_after): (Duration, Duration),
+    negotiated: Option<http_conn::Protocol>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
@@ -382,7 +388,7 @@ pub async fn serve<I, H, F>(
         () = tasks.draining() => return,
     };
     let (protocol, io) = match sniffed {
-        Ok(Ok(sniffed)) => sniffed,
+        Ok(Ok((sniffed, io))) => (negotiated.unwrap_or(sniffed), io),
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "connection ended before its first request");
             return;
@@ -648,7 +654,7 @@ mod tests {
                     };
                     let activity = Activity::default();
                     let idle = (Duration::from_secs(5), Duration::from_secs(5));
-                    serve(stream, test_builder(), handler, &activity, &tasks, idle).await;
+                    serve(stream, test_builder(), handler, &activity, &tasks, idle, None).await;
                 });
             }
         });
@@ -693,7 +699,7 @@ mod tests {
                     };
                     let activity = Activity::default();
                     let idle = (Duration::from_secs(5), Duration::from_secs(5));
-                    serve(stream, test_builder(), handler, &activity, &tasks, idle).await;
+                    serve(stream, test_builder(), handler, &activity, &tasks, idle, None).await;
                 });
             }
         });

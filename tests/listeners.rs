@@ -149,3 +149,33 @@ async fn h2_max_concurrent_streams_is_advertised() {
     })
     .await;
 }
+
+/// ALPN `h2` settles the protocol: a client that then sends something
+/// other than the HTTP/2 preface gets HTTP/2's answer (SETTINGS, maybe
+/// GOAWAY PROTOCOL_ERROR, then a close), never an HTTP/1 response on a
+/// connection both sides agreed is HTTP/2 (h2spec 3.5/2).
+#[tokio::test]
+async fn alpn_h2_with_a_bad_preface_gets_no_http1_answer() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    within(async {
+        let cert = test_cert(&[HOST]);
+        let origin = demo_origin().await;
+        let proxy = proxy().origin(&origin).https(&[&cert]).run().await;
+        let https = proxy.https.unwrap();
+
+        let mut tls = tls_connect(https, HOST, &[&cert], &[b"h2"]).await;
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        tls.write_all(b"INVALID CONNECTION PREFACE\r\n\r\n").await.unwrap();
+        let mut answer = Vec::new();
+        // Read to the close (an error after close_notify is a close too).
+        let _ = tls.read_to_end(&mut answer).await;
+        assert!(!answer.starts_with(b"HTTP/"), "HTTP/1 answer on h2: {:?}", String::from_utf8_lossy(&answer));
+        // What came are HTTP/2 frames: the first is the server's SETTINGS.
+        assert!(answer.len() >= 9, "{answer:?}");
+        assert_eq!(answer[3], 0x4, "first frame type is SETTINGS: {answer:?}");
+        // The same client with a proper preface is served over HTTP/2.
+        let (mut client, _) = Client::h2_tls(https, HOST, &[&cert]).await;
+        assert_eq!(client.get("/").await.status, StatusCode::OK);
+    })
+    .await;
+}
