@@ -627,8 +627,8 @@ pub struct ConsentSettings {
     /// Consent-manager names → categories.
     pub map: HashMap<String, CategorySet>,
     /// HMAC-SHA256 key for the `consentry` cookie; when set, unsigned or
-    /// forged values grant nothing.
-    pub hmac_key: Option<Vec<u8>>,
+    /// forged values grant nothing. Dereferences to the key's bytes.
+    pub hmac_key: Option<crate::consent::consentry::HmacKey>,
     /// Granted to visitors outside a consent region (Cookiebot `-1`).
     pub outside_region: CategorySet,
     /// `Domain` of the consent cookie consentry sets.
@@ -945,7 +945,7 @@ pub fn compile(
         revision: consent_raw.revision.unwrap_or(0),
         gpc_refuses,
         map,
-        hmac_key,
+        hmac_key: hmac_key.map(crate::consent::consentry::HmacKey::new),
         outside_region,
         cookie_domain: consent_raw.cookie_domain.clone(),
     };

@@ -376,7 +376,7 @@ pub fn read_raw(settings: &ConsentSettings, jar: &CookieJar<'_>) -> Result<Readi
         Format::Complianz => return complianz::read(jar, &settings.cookie),
         Format::Consentry => {
             let value = decode::required(jar, &settings.cookie)?;
-            return consentry::parse(value, settings.hmac_key.as_deref());
+            return consentry::parse_keyed(value, settings.hmac_key.as_ref());
         }
         Format::CookieConsent => cookieconsent::parse,
         Format::Klaro => klaro::parse,
