@@ -29,6 +29,9 @@ use consentry::policy::{Policy, compile};
 use consentry::presets::Presets;
 
 const KEY: &[u8] = b"bench-key-0123456789abcdef012345";
+/// [`KEY`] prepared once, as a compiled policy keeps it.
+static KEYED: std::sync::LazyLock<consent::consentry::HmacKey> =
+    std::sync::LazyLock::new(|| consent::consentry::HmacKey::new(KEY.to_vec()));
 
 const COOKIECONSENT: &str = "%7B%22categories%22%3A%5B%22necessary%22%2C%22analytics%22%5D%2C%22revision%22%3A0%2C%22data%22%3Anull%2C%22consentTimestamp%22%3A%222025-04-16T01%3A32%3A51.025Z%22%2C%22consentId%22%3A%2224ef8464-ff47-4934-8ba7-5ae0c50c8ff8%22%2C%22services%22%3A%7B%22necessary%22%3A%5B%5D%2C%22analytics%22%3A%5B%5D%7D%2C%22languageCode%22%3A%22en%22%2C%22lastConsentTimestamp%22%3A%222025-04-16T01%3A32%3A51.025Z%22%2C%22expirationTime%22%3A1760491971026%7D";
 const KLARO: &str = "%7B%22klaro%22%3Atrue%2C%22apache%22%3Atrue%2C%22friendlyCaptcha%22%3Atrue%2C%22googleAnalytics%22%3Atrue%2C%22youtube%22%3Atrue%2C%22twitter%22%3Atrue%2C%22googleMaps%22%3Atrue%7D";
@@ -105,7 +108,7 @@ fn cases() -> Vec<Case> {
 fn parse_only(format: Format, value: &str) -> bool {
     let jar;
     let result = match format {
-        Format::Consentry => consent::consentry::parse(value, Some(KEY)),
+        Format::Consentry => consent::consentry::parse_keyed(value, Some(&KEYED)),
         Format::CookieConsent => consent::cookieconsent::parse(value),
         Format::Klaro => consent::klaro::parse(value),
         Format::Cookiebot => consent::cookiebot::parse(value),

@@ -127,8 +127,8 @@ impl std::ops::Deref for HmacKey {
 
 impl std::fmt::Debug for HmacKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // As the plain key printed before the HMAC state was kept with it.
-        self.bytes.fmt(f)
+        // A secret: its length only, never its bytes.
+        f.debug_struct("HmacKey").field("len", &self.bytes.len()).finish_non_exhaustive()
     }
 }
 
@@ -137,19 +137,15 @@ fn sign(key: &[u8], payload: &[u8]) -> [u8; 32] {
 }
 
 /// Reads a `consentry` cookie value. With `key`, only values signed with
-/// it are accepted.
+/// it are accepted. Keys the HMAC on every call: the proxy keeps the key
+/// prepared and reads with [`parse_keyed`].
 pub fn parse(value: &str, key: Option<&[u8]>) -> Result<Reading, Refusal> {
-    parse_with(value, key.map(|key| move |payload: &[u8]| mac(key, payload)))
+    parse_keyed(value, key.map(|key| HmacKey::new(key.to_vec())).as_ref())
 }
 
 /// [`parse`] with a key whose HMAC state is prepared ([`HmacKey`]), as the
 /// policy keeps it.
 pub fn parse_keyed(value: &str, key: Option<&HmacKey>) -> Result<Reading, Refusal> {
-    parse_with(value, key.map(|key| move |payload: &[u8]| key.mac(payload)))
-}
-
-/// [`parse`], with `key` computing the keyed HMAC of a payload.
-fn parse_with(value: &str, key: Option<impl Fn(&[u8]) -> HmacSha256>) -> Result<Reading, Refusal> {
     let mut fields = value.split('.');
     let (Some(version), Some(revision), Some(given_at), Some(categories)) =
         (fields.next(), fields.next(), fields.next(), fields.next())
@@ -165,14 +161,14 @@ fn parse_with(value: &str, key: Option<impl Fn(&[u8]) -> HmacSha256>) -> Result<
     }
 
     // Check the signature before trusting anything else in the value.
-    match (&key, signature) {
+    match (key, signature) {
         (Some(_), None) => return Err(Refusal::invalid("consentry: unsigned value, a key is configured")),
         (_, Some(sig)) => {
             let bytes = decode_signature(sig)?;
-            if let Some(mac) = key {
+            if let Some(key) = key {
                 // Everything before the last '.' is what was signed.
                 let payload = value.get(..value.len() - sig.len() - 1).unwrap_or("");
-                mac(payload.as_bytes())
+                key.mac(payload.as_bytes())
                     .verify_slice(&bytes)
                     .map_err(|_| Refusal::invalid("consentry: signature does not verify"))?;
             }
