@@ -70,6 +70,11 @@ pub enum ProxyError {
     /// The client stalled its request body beyond `body_read_timeout`.
     #[error("request body stalled for {0:?}")]
     ClientTimeout(Duration),
+    /// A request head started and did not finish within
+    /// `header_read_timeout` (answered by [`crate::head_timeout`], below
+    /// hyper).
+    #[error("request head not received within {0:?}")]
+    HeadTimeout(Duration),
     /// A stage panicked while handling the request; the process goes on.
     #[error("request handler panicked: {0}")]
     Panic(String),
@@ -84,7 +89,7 @@ impl ProxyError {
             }
             ProxyError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
-            ProxyError::ClientTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::ClientTimeout(_) | ProxyError::HeadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::OriginUnreachable { .. } | ProxyError::OriginFailed { .. } => StatusCode::BAD_GATEWAY,
@@ -103,6 +108,7 @@ impl ProxyError {
             ProxyError::NotImplemented(_) => "not implemented",
             ProxyError::ClientBody(_) => "the request body is malformed or incomplete",
             ProxyError::ClientTimeout(_) => "the request body did not arrive in time",
+            ProxyError::HeadTimeout(_) => "the request head did not arrive in time",
             ProxyError::OriginUnreachable { .. } => "the site's server cannot be reached",
             ProxyError::OriginTimeout { .. } => "the site's server did not answer in time",
             ProxyError::OriginFailed { .. } => "the site's server sent no valid response",
@@ -110,16 +116,21 @@ impl ProxyError {
         }
     }
 
-    /// The response sent to the client: status, `text/plain`, never cached.
-    pub fn to_response(&self) -> Response<Body> {
+    /// The body the client gets: `408 Request Timeout: MESSAGE\n`.
+    pub fn client_text(&self) -> String {
         let status = self.status();
-        let text = format!(
+        format!(
             "{} {}: {}\n",
             status.as_u16(),
             status.canonical_reason().unwrap_or(""),
             self.client_message()
-        );
-        let mut response = Response::new(body::full(text));
+        )
+    }
+
+    /// The response sent to the client: status, `text/plain`, never cached.
+    pub fn to_response(&self) -> Response<Body> {
+        let status = self.status();
+        let mut response = Response::new(body::full(self.client_text()));
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
@@ -137,6 +148,7 @@ impl ProxyError {
                 | ProxyError::NotImplemented(_)
                 | ProxyError::ClientBody(_)
                 | ProxyError::ClientTimeout(_)
+                | ProxyError::HeadTimeout(_)
         )
     }
 }
@@ -162,6 +174,7 @@ mod tests {
             (ProxyError::NotImplemented("x".into()), 501),
             (ProxyError::ClientBody("x".into()), 400),
             (ProxyError::ClientTimeout(Duration::from_secs(1)), 408),
+            (ProxyError::HeadTimeout(Duration::from_secs(1)), 408),
             (ProxyError::UnknownHost("x.test".into()), 421),
             (ProxyError::MethodNotAllowed("CONNECT".into()), 405),
             (ProxyError::OriginUnreachable { origin: origin.clone(), source: io() }, 502),

@@ -40,13 +40,11 @@ use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use crate::error::ProxyError;
 use crate::listen::Activity;
 
 /// How much later than [`HeadTimeout`] hyper's own head timer fires.
 pub const BACKSTOP: Duration = Duration::from_secs(1);
-
-/// The body of the 408, in the form of the proxy's other error answers.
-const BODY: &str = "408 Request Timeout: the request head did not arrive in time\n";
 
 /// What the wrapper is doing.
 #[derive(Debug)]
@@ -67,41 +65,56 @@ enum State {
 pub struct HeadTimeout<I> {
     inner: I,
     /// `None`: not HTTP/1, everything passes.
-    timeout: Option<Duration>,
+    timer: Option<Timer>,
+    state: State,
+}
+
+/// The head deadline of an HTTP/1 connection.
+#[derive(Debug)]
+struct Timer {
+    timeout: Duration,
     activity: Activity,
-    deadline: Option<Pin<Box<Sleep>>>,
-    /// [`Activity::starts`] when the deadline was set; `None`: not set.
+    deadline: Pin<Box<Sleep>>,
+    /// [`Activity::starts`] when the deadline was set; `None`: not set
+    /// (a request has been in flight since).
     armed_for: Option<u64>,
     /// Whether a byte of a head arrived since the deadline was set.
     head_started: bool,
-    state: State,
 }
 
 impl<I> HeadTimeout<I> {
     /// Wraps `inner`; `timeout` is `None` for HTTP/2. The first head's
     /// deadline is `timeout` after `since` (when the connection started).
     pub fn new(inner: I, activity: Activity, timeout: Option<Duration>, since: Instant) -> HeadTimeout<I> {
-        let deadline = timeout.map(|timeout| Box::pin(tokio::time::sleep_until(since + timeout)));
-        let armed_for = deadline.as_ref().map(|_| activity.starts());
-        HeadTimeout { inner, timeout, activity, deadline, armed_for, head_started: false, state: State::Open }
-    }
-
-    /// The wrapped stream.
-    pub fn get_ref(&self) -> &I {
-        &self.inner
+        let timer = timeout.map(|timeout| Timer {
+            timeout,
+            deadline: Box::pin(tokio::time::sleep_until(since + timeout)),
+            armed_for: Some(activity.starts()),
+            activity,
+            head_started: false,
+        });
+        HeadTimeout { inner, timer, state: State::Open }
     }
 }
 
-/// The whole 408 response.
-fn answer() -> Box<[u8]> {
-    format!(
-        "HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\ncache-control: no-store\r\n\
-         connection: close\r\ncontent-length: {}\r\ndate: {}\r\n\r\n{BODY}",
-        BODY.len(),
+/// The whole 408 response: the proxy's own error answer
+/// ([`ProxyError::to_response`]) as HTTP/1.1 bytes, since hyper is not
+/// the one writing it.
+fn answer(timeout: Duration) -> Box<[u8]> {
+    let error = ProxyError::HeadTimeout(timeout);
+    let response = error.to_response();
+    let body = error.client_text();
+    let status = response.status();
+    let mut out = format!("HTTP/1.1 {} {}\r\n", status.as_str(), status.canonical_reason().unwrap_or(""));
+    for (name, value) in response.headers() {
+        out.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap_or("")));
+    }
+    out.push_str(&format!(
+        "connection: close\r\ncontent-length: {}\r\ndate: {}\r\n\r\n{body}",
+        body.len(),
         httpdate::fmt_http_date(SystemTime::now()),
-    )
-    .into_bytes()
-    .into_boxed_slice()
+    ));
+    out.into_bytes().into_boxed_slice()
 }
 
 impl<I: AsyncWrite + Unpin> HeadTimeout<I> {
@@ -144,26 +157,22 @@ impl<I: AsyncWrite + Unpin> HeadTimeout<I> {
 impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for HeadTimeout<I> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let Some(timeout) = this.timeout else {
+        let Some(timer) = &mut this.timer else {
             return Pin::new(&mut this.inner).poll_read(cx, buf);
         };
         if !matches!(this.state, State::Open) {
             return this.poll_answer(cx);
         }
-        if this.activity.busy() {
+        if timer.activity.busy() {
             // A request is in flight: this is its body (or a tunnel).
-            this.armed_for = None;
+            timer.armed_for = None;
             return Pin::new(&mut this.inner).poll_read(cx, buf);
         }
-        let starts = this.activity.starts();
-        if this.armed_for != Some(starts) {
-            let at = Instant::now() + timeout;
-            match &mut this.deadline {
-                Some(deadline) => deadline.as_mut().reset(at),
-                None => this.deadline = Some(Box::pin(tokio::time::sleep_until(at))),
-            }
-            this.armed_for = Some(starts);
-            this.head_started = false;
+        let starts = timer.activity.starts();
+        if timer.armed_for != Some(starts) {
+            timer.deadline.as_mut().reset(Instant::now() + timer.timeout);
+            timer.armed_for = Some(starts);
+            timer.head_started = false;
         }
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
@@ -171,20 +180,19 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for HeadTimeout<I> {
                 // Blank lines before a request line are ignored (RFC 9112
                 // §2.2): they start no head.
                 if buf.filled()[before..].iter().any(|&b| b != b'\r' && b != b'\n') {
-                    this.head_started = true;
+                    timer.head_started = true;
                 }
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                let expired =
-                    this.deadline.as_mut().is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready());
-                if !expired {
+                if timer.deadline.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
-                if this.head_started {
+                let timeout = timer.timeout;
+                if timer.head_started {
                     tracing::debug!(?timeout, "request head incomplete; answering 408");
-                    this.state = State::Answering(answer(), 0);
+                    this.state = State::Answering(answer(timeout), 0);
                     this.poll_answer(cx)
                 } else {
                     tracing::debug!(?timeout, "no request; closing the idle connection");
@@ -255,8 +263,9 @@ mod tests {
         let answer = rest(&mut far).await;
         assert!(answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{answer}");
         assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
-        assert!(answer.contains(&format!("\r\ncontent-length: {}\r\n", BODY.len())), "{answer}");
-        assert!(answer.ends_with(&format!("\r\n\r\n{BODY}")), "{answer}");
+        let body = "408 Request Timeout: the request head did not arrive in time\n";
+        assert!(answer.contains(&format!("\r\ncontent-length: {}\r\n", body.len())), "{answer}");
+        assert!(answer.ends_with(&format!("\r\n\r\n{body}")), "{answer}");
     }
 
     #[tokio::test(start_paused = true)]
