@@ -45,32 +45,6 @@ where
     consentry::body::boxed(http_body_util::StreamBody::new(frames))
 }
 
-/// Reads one whole response (by its `content-length`) off a keep-alive
-/// connection, leaving the connection open.
-async fn read_response<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> String {
-    use tokio::io::AsyncReadExt as _;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let text = String::from_utf8_lossy(&got).into_owned();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let length = text[..end]
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().to_string())
-                })
-                .and_then(|v| v.parse::<usize>().ok())
-                .expect("a content-length");
-            if got.len() >= end + 4 + length {
-                return text;
-            }
-        }
-        let n = stream.read(&mut buf).await.unwrap();
-        assert!(n > 0, "closed mid-response: {}", String::from_utf8_lossy(&got));
-        got.extend_from_slice(&buf[..n]);
-    }
-}
-
 /// Checks the 408 a slow head gets: the whole answer, then the close.
 fn assert_408(answer: &str) {
     assert!(answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{answer}");
@@ -107,7 +81,7 @@ async fn a_slow_second_head_on_a_keep_alive_connection_gets_408() {
         let proxy = proxy().origin(&origin).limit("header_read_timeout", "\"300ms\"").run().await;
         let mut conn = raw(proxy.http).await;
         conn.send(format!("GET /echo HTTP/1.1\r\nHost: {HOST}\r\n\r\n")).await;
-        let first = read_response(&mut conn.stream).await;
+        let first = conn.read_response().await;
         assert!(first.starts_with("HTTP/1.1 200 "), "{first}");
         // Idle for most of the limit: the next head's deadline starts after
         // the response, and a blank line starts no head.
@@ -135,7 +109,7 @@ async fn an_idle_keep_alive_connection_is_closed_without_a_word() {
         // One that made a request, then went quiet.
         let mut conn = raw(proxy.http).await;
         conn.send(format!("GET /echo HTTP/1.1\r\nHost: {HOST}\r\n\r\n")).await;
-        let first = read_response(&mut conn.stream).await;
+        let first = conn.read_response().await;
         assert!(first.starts_with("HTTP/1.1 200 "), "{first}");
         let started = std::time::Instant::now();
         assert_eq!(conn.read_to_close().await, "");
@@ -154,7 +128,7 @@ async fn a_slow_head_that_completes_in_time_is_served() {
             conn.send(piece).await;
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        let first = read_response(&mut conn.stream).await;
+        let first = conn.read_response().await;
         assert!(first.starts_with("HTTP/1.1 200 "), "{first}");
         // The same again on the kept-alive connection: a fresh deadline.
         for piece in ["GET /echo HTTP/1.1\r\n", &format!("Host: {HOST}\r\n"), "Connection: close\r\n", "\r\n"]

@@ -1020,6 +1020,31 @@ impl Raw {
         let _ = self.stream.read_to_end(&mut out).await;
         String::from_utf8_lossy(&out).into_owned()
     }
+
+    /// Reads one whole response (by its `content-length`), leaving a
+    /// keep-alive connection open.
+    pub async fn read_response(&mut self) -> String {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let text = String::from_utf8_lossy(&got).into_owned();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().to_string())
+                    })
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .expect("a content-length");
+                if got.len() >= end + 4 + length {
+                    return text;
+                }
+            }
+            let n = self.stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed mid-response: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
 }
 
 /// A request body of `len` bytes of a repeating pattern, in 64 KiB frames
