@@ -8,48 +8,54 @@
    without JavaScript follow as a link. Here it is fetched and its parts
    are put in place instead, so the page itself stays small.
 
-   Served through a whitespace minifier (src/banner.rs, minify_js): every
-   statement ends with a semicolon; no regex or template literals. */
+   Written for the browsers that have fetch, arrow functions and
+   Element.closest (every browser since 2017); without them the forms and
+   links still work. Served through a whitespace minifier (src/banner.rs,
+   minify_js) that renames nothing, so the source keeps its names short
+   where they repeat: every statement ends with a semicolon; no regex or
+   template literals. */
 (function () {
   'use strict';
-  var $ = function (id) { return document.getElementById('consentry-' + id); };
-  var root = $('root');
+  const d = document;
+  const $ = id => d.getElementById('consentry-' + id);
+  const root = $('root');
   if (!root || window.consentry) return;
-  var each = function (list, fn) { Array.prototype.forEach.call(list, fn); };
-  var split = function (s) { return s ? s.split(',') : []; };
-  var has = function (a, x) { return a.indexOf(x) >= 0; };
-  var granted = split(root.getAttribute('data-granted'));
-  var valid = root.getAttribute('data-valid') === '1';
+  const all = (sel, el) => Array.from((el || d).querySelectorAll(sel));
+  const CAT = 'input[name="category"]';
+  const split = s => s ? s.split(',') : [];
+  let granted = split(root.getAttribute('data-granted'));
+  let valid = root.getAttribute('data-valid') === '1';
   /* With a CSP, revived third-party elements would be blocked by the policy
      the page was served with: reload instead so the new one applies. */
-  var csp = root.hasAttribute('data-csp');
-  var returnTo = null;
-  var submitter = null;
-  var loading = false;
+  const csp = root.hasAttribute('data-csp');
+  let returnTo = null;
+  let submitter = null;
+  let loading = false;
+  const stop = e => e.preventDefault();
+  const ok = r => {
+    if (!r.ok) throw Error(r.status);
+    return r;
+  };
 
-  function isOpen() { var o = $('banner'); return !!o && !o.hidden; }
+  const isOpen = () => {
+    const o = $('banner');
+    return !!o && !o.hidden;
+  };
 
   /* Content of a closed <details> still has boxes in some engines, so
      visibility is checked explicitly. */
-  function shown(el) {
+  const shown = el => {
     if (el.checkVisibility) return el.checkVisibility();
-    for (var n = el; n && n !== $('dialog'); n = n.parentElement) {
-      var d = n.parentElement;
-      if (d && d.tagName === 'DETAILS' && !d.open && n.tagName !== 'SUMMARY') return false;
+    for (let n = el; n && n !== $('dialog'); n = n.parentElement) {
+      const p = n.parentElement;
+      if (p && p.tagName === 'DETAILS' && !p.open && n.tagName !== 'SUMMARY') return false;
     }
     return el.getClientRects().length > 0;
-  }
+  };
 
-  function focusables() {
-    var all = $('dialog').querySelectorAll('a[href],button:not([disabled]),input:not([disabled]),summary');
-    return Array.prototype.filter.call(all, shown);
-  }
-
-  function sync() {
-    each(root.querySelectorAll('input[name="category"]'), function (box) {
-      box.checked = valid && has(granted, box.value);
-    });
-  }
+  const sync = () => all(CAT, root).forEach(box => {
+    box.checked = valid && granted.includes(box.value);
+  });
 
   /* A page without <meta name="viewport"> is laid out about 980px wide and
      shown zoomed out on a phone, which shrinks the banner past reading and
@@ -57,82 +63,76 @@
      custom property set with CSSOM, which a CSP allows). Measured when it
      opens only, so a visitor who pinch-zooms in to read larger still gets
      larger text. */
-  function fit() {
-    var v = window.visualViewport;
-    var coarse = window.matchMedia && window.matchMedia('(pointer: coarse)').matches;
-    var k = v && coarse && v.scale < 0.9 ? Math.min(1 / v.scale, 4) : 1;
+  const fit = () => {
+    const v = window.visualViewport;
+    const coarse = window.matchMedia && matchMedia('(pointer: coarse)').matches;
+    const k = v && coarse && v.scale < 0.9 ? Math.min(1 / v.scale, 4) : 1;
     root.style.setProperty('--cy-zoom', String(Math.round(k * 100) / 100));
-  }
+  };
 
-  function open() {
-    if (!isOpen() || !returnTo) returnTo = document.activeElement;
+  const open = () => {
+    if (!isOpen() || !returnTo) returnTo = d.activeElement;
     sync();
     fit();
     $('banner').hidden = false;
     /* Closing without choosing is only offered once a choice exists. */
     if ($('close')) $('close').hidden = !valid;
     $('dialog').focus();
-  }
+  };
 
-  function close() {
+  const close = () => {
     $('banner').hidden = true;
-    var back = returnTo && returnTo !== document.body && document.contains(returnTo) ? returnTo : $('manage');
+    const back = returnTo && returnTo !== d.body && d.contains(returnTo) ? returnTo : $('manage');
     returnTo = null;
     back.focus();
-  }
+  };
 
-  /* Fetches the preferences page and hands its document to done; if that
-     fails (network, the site's CSP), the link is simply followed. */
-  function load(url, done) {
+  /* Fetches the preferences page and hands done a function that takes an
+     element out of it by id; if that fails (network, the site's CSP), the
+     link is simply followed. */
+  const load = (url, done) => {
     if (loading) return;
     loading = true;
-    fetch(url, { credentials: 'same-origin', headers: { Accept: 'text/html' } }).then(function (r) {
-      if (!r.ok) throw new Error('status ' + r.status);
-      return r.text();
-    }).then(function (text) {
-      var doc = new DOMParser().parseFromString(text, 'text/html');
+    fetch(url, { headers: { Accept: 'text/html' } }).then(ok).then(r => r.text()).then(text => {
+      const doc = new DOMParser().parseFromString(text, 'text/html');
       loading = false;
-      done(function (id) { return document.importNode(doc.getElementById('consentry-' + id), true); });
-    }).catch(function () {
+      done(id => d.importNode(doc.getElementById('consentry-' + id), true));
+    }).catch(() => {
       location.href = url;
     });
-  }
+  };
 
   /* "Manage my cookies": the full dialog (with its close button), fetched
      once; it replaces the short one a first visit had. */
-  function manage() {
-    var o = $('banner');
-    if (o && $('close')) {
-      open();
-      return;
-    }
-    load($('manage').href, function (take) {
-      var n = take('banner');
-      if (o) o.parentNode.replaceChild(n, o);
-      else root.insertBefore(n, $('manage'));
+  const manage = () => {
+    const o = $('banner');
+    if (o && $('close')) return open();
+    load($('manage').href, take => {
+      const n = take('banner');
+      if (o) o.replaceWith(n);
+      else $('manage').before(n);
       $('prefs').open = false;
       open();
     });
-  }
+  };
 
   /* Customise in the short dialog: its link becomes the fetched panel. */
-  function customise(link) {
-    load(link.href, function (take) {
-      link.parentNode.replaceChild(take('prefs'), link);
-      sync();
-      $('customise').focus();
-    });
-  }
+  const customise = link => load(link.href, take => {
+    link.replaceWith(take('prefs'));
+    sync();
+    $('customise').focus();
+  });
 
-  function revive(cat) {
-    var sel = '[data-category="' + cat + '"]';
-    each(document.querySelectorAll('script[type="text/plain"]' + sel), function (old) {
-      var s = document.createElement('script');
-      each(old.attributes, function (a) {
-        if (a.name !== 'type' && a.name !== 'data-type' && a.name !== 'data-src') s.setAttribute(a.name, a.value);
-      });
-      if (old.getAttribute('data-type')) s.type = old.getAttribute('data-type');
-      var src = old.getAttribute('data-src');
+  const revive = cat => {
+    const sel = '[data-category="' + cat + '"]';
+    all('script[type="text/plain"]' + sel).forEach(old => {
+      const s = d.createElement('script');
+      for (const a of old.attributes) {
+        if (!['type', 'data-type', 'data-src'].includes(a.name)) s.setAttribute(a.name, a.value);
+      }
+      const type = old.getAttribute('data-type');
+      const src = old.getAttribute('data-src');
+      if (type) s.type = type;
       if (src) {
         /* Keep the page's order between revived scripts unless it said async. */
         s.async = old.hasAttribute('async');
@@ -140,142 +140,136 @@
       } else {
         s.text = old.text;
       }
-      old.parentNode.replaceChild(s, old);
+      old.replaceWith(s);
     });
-    each(document.querySelectorAll(sel + '[data-src],' + sel + '[data-srcset],' + sel + '[data-href]'), function (el) {
+    all(sel + '[data-src],' + sel + '[data-srcset],' + sel + '[data-href]').forEach(el => {
       if (el.tagName === 'SCRIPT') return;
-      each(['srcset', 'src', 'href'], function (name) {
-        var v = el.getAttribute('data-' + name);
+      for (const name of ['srcset', 'src', 'href']) {
+        const v = el.getAttribute('data-' + name);
         if (v !== null) {
           el.setAttribute(name, v);
           el.removeAttribute('data-' + name);
         }
-      });
+      }
     });
-  }
+  };
 
-  function apply(next) {
-    var withdrawn = granted.filter(function (c) { return !has(next, c); });
-    var added = next.filter(function (c) { return !has(granted, c); });
+  const apply = next => {
+    const withdrawn = granted.some(c => !next.includes(c));
+    const added = next.filter(c => !granted.includes(c));
     granted = next;
     valid = true;
     root.setAttribute('data-granted', next.join(','));
     root.setAttribute('data-valid', '1');
     /* A withdrawn category's scripts have already run: only a reload (whose
        response sweeps their cookies) gets rid of them. */
-    if (withdrawn.length || (added.length && csp)) {
-      location.reload();
-      return;
-    }
-    each(added, revive);
+    if (withdrawn || (added.length && csp)) return location.reload();
+    added.forEach(revive);
     close();
-    document.dispatchEvent(new CustomEvent('consentry:change', { detail: { granted: next.slice() } }));
-  }
+    d.dispatchEvent(new CustomEvent('consentry:change', { detail: { granted: next.slice() } }));
+  };
 
-  function busy(form, on) {
-    $('dialog').setAttribute('aria-busy', on ? 'true' : 'false');
-    each(form.querySelectorAll('button'), function (b) { b.disabled = on; });
-  }
+  const busy = (form, on) => {
+    $('dialog').setAttribute('aria-busy', on);
+    all('button', form).forEach(b => {
+      b.disabled = on;
+    });
+  };
 
-  function fallback(form, choice) {
-    var input = document.createElement('input');
+  /* Not recorded through fetch: post the form the plain way, with the
+     choice the clicked button would have sent. */
+  const fallback = (form, choice) => {
+    const input = d.createElement('input');
     input.type = 'hidden';
     input.name = 'choice';
     input.value = choice;
-    form.appendChild(input);
+    form.append(input);
     busy(form, false);
-    HTMLFormElement.prototype.submit.call(form);
-  }
+    form.submit();
+  };
 
-  root.addEventListener('click', function (e) {
-    var a = e.target.closest ? e.target.closest('a,button') : null;
+  root.addEventListener('click', e => {
+    const a = e.target.closest('a,button');
     if (!a) return;
-    if (a.id === 'consentry-manage') {
-      e.preventDefault();
+    const id = a.id.slice(10);
+    if (id === 'manage') {
+      stop(e);
       manage();
-    } else if (a.id === 'consentry-customise' && a.tagName === 'A') {
-      e.preventDefault();
+    } else if (id === 'customise' && a.tagName === 'A') {
+      stop(e);
       customise(a);
-    } else if (a.id === 'consentry-close') {
-      e.preventDefault();
+    } else if (id === 'close') {
+      stop(e);
       close();
     } else if (a.name === 'choice') {
       submitter = a;
     }
   });
 
-  root.addEventListener('submit', function (e) {
-    var form = e.target;
-    var b = e.submitter || submitter;
+  root.addEventListener('submit', e => {
+    const form = e.target;
+    const b = e.submitter || submitter;
     submitter = null;
     /* No fetch: the plain form post. */
     if (!b || b.name !== 'choice' || !window.fetch) return;
-    e.preventDefault();
-    var choice = b.value;
-    var picked = [];
-    each(form.querySelectorAll('input[name="category"]:checked'), function (box) { picked.push(box.value); });
-    var url = form.getAttribute('action');
-    var posted = false;
+    stop(e);
+    const choice = b.value;
+    const url = form.getAttribute('action');
+    const categories = choice === 'custom' ? all(CAT + ':checked', form).map(box => box.value) : [];
+    let posted = false;
     busy(form, true);
     fetch(url, {
       method: 'POST',
-      credentials: 'same-origin',
       headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
-      body: JSON.stringify({ choice: choice, categories: choice === 'custom' ? picked : [], method: 'banner' })
-    }).then(function (r) {
-      if (!r.ok) throw new Error('status ' + r.status);
+      body: JSON.stringify({ choice: choice, categories: categories, method: 'banner' })
+    }).then(ok).then(() => {
       posted = true;
       /* The proxy decides what is granted (Sec-GPC may narrow a choice):
          ask it rather than assume. */
-      return fetch(url, { credentials: 'same-origin', cache: 'no-store', headers: { Accept: 'application/json' } });
-    }).then(function (r) {
-      return r.json();
-    }).then(function (state) {
+      return fetch(url, { cache: 'no-store', headers: { Accept: 'application/json' } });
+    }).then(r => r.json()).then(state => {
       busy(form, false);
       if (state.valid) apply(state.granted);
       else location.reload();
-    }).catch(function () {
-      /* Not recorded: post the form the plain way. Recorded but unreadable:
-         a reload shows the page as the proxy now serves it. */
+    }).catch(() => {
+      /* Recorded but unreadable: a reload shows the page as the proxy now
+         serves it. */
       if (posted) location.reload();
       else fallback(form, choice);
     });
   });
 
-  root.addEventListener('keydown', function (e) {
-    if (!isOpen() || !$('dialog').contains(e.target)) return;
-    if (e.key === 'Escape' || e.key === 'Esc') {
-      /* Escape never counts as a choice. Before the first choice it does
-         nothing; afterwards it closes and keeps the existing choice. */
+  root.addEventListener('keydown', e => {
+    const dialog = $('dialog');
+    if (!isOpen() || !dialog.contains(e.target)) return;
+    const key = e.key;
+    /* Escape never counts as a choice. Before the first choice it does
+       nothing; afterwards it closes and keeps the existing choice. The
+       close link is announced as a button: Space works on it too. */
+    if (key === 'Escape' || key === 'Esc' || ((key === ' ' || key === 'Spacebar') && e.target === $('close'))) {
       if (valid) {
-        e.preventDefault();
+        stop(e);
         close();
       }
       return;
     }
-    /* The close link is announced as a button: Space works too. */
-    if ((e.key === ' ' || e.key === 'Spacebar') && e.target === $('close')) {
-      e.preventDefault();
-      close();
-      return;
-    }
-    if (e.key !== 'Tab') return;
-    var f = focusables();
+    if (key !== 'Tab') return;
+    const f = all('a[href],button:not([disabled]),input:not([disabled]),summary', dialog).filter(shown);
     if (!f.length) return;
-    var first = f[0];
-    var last = f[f.length - 1];
-    var at = document.activeElement;
-    if (e.shiftKey && (at === first || at === $('dialog'))) {
-      e.preventDefault();
+    const first = f[0];
+    const last = f[f.length - 1];
+    const at = d.activeElement;
+    if (e.shiftKey && (at === first || at === dialog)) {
+      stop(e);
       last.focus();
     } else if (!e.shiftKey && at === last) {
-      e.preventDefault();
+      stop(e);
       first.focus();
     }
   });
 
   /* aria-modal: keep keyboard focus inside while open. */
-  document.addEventListener('focusin', function (e) {
+  d.addEventListener('focusin', e => {
     if (isOpen() && !$('dialog').contains(e.target)) $('dialog').focus();
   });
 
@@ -285,7 +279,9 @@
 
   window.consentry = {
     open: manage,
-    close: function () { if (valid && isOpen()) close(); },
-    granted: function () { return granted.slice(); }
+    close: () => {
+      if (valid && isOpen()) close();
+    },
+    granted: () => granted.slice()
   };
 })();
