@@ -10,10 +10,11 @@
 
    Written for the browsers that have fetch, arrow functions and
    Element.closest (every browser since 2017); without them the forms and
-   links still work. Served through a whitespace minifier (src/banner.rs,
-   minify_js) that renames nothing, so the source keeps its names short
-   where they repeat: every statement ends with a semicolon; no regex or
-   template literals. */
+   links still work. Served through src/banner.rs's minify_js, which drops
+   comments and whitespace and renames this script's own bindings; it
+   relies on these rules: every statement ends with a semicolon; no regex
+   or template literals; no shorthand properties, spread, labels or
+   switch; no local name that is also a global used here. */
 (function () {
   'use strict';
   const d = document;
