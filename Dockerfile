@@ -29,7 +29,7 @@ WORKDIR /src
 # 1. Dependencies, in a layer of their own that is rebuilt only when
 #    Cargo.toml or Cargo.lock change: build the real manifest with stub
 #    sources. (Cargo reads every declared bench target, hence benches/;
-#    vendor/ holds the patched h2, see vendor/h2/README.consentry.md.)
+#    vendor/ holds the patched h2 and hyper, see vendor/*/README.consentry.md.)
 COPY Cargo.toml Cargo.lock ./
 COPY benches ./benches
 COPY vendor ./vendor

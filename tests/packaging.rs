@@ -1259,3 +1259,33 @@ fn every_toml_example_in_the_docs_is_valid() {
     }
     assert!(blocks >= 10 && complete >= 1, "{blocks} examples, {complete} complete");
 }
+
+/// The vendored, patched crates (vendor/*/README.consentry.md) are the
+/// ones built: each lock file has the crate once, from its path (no
+/// registry `source`). A `[patch.crates-io]` whose version no longer
+/// matches the lock is silently unused, which would drop the patch.
+#[test]
+fn the_vendored_crates_are_the_ones_locked() {
+    for lock in ["Cargo.lock", "fuzz/Cargo.lock"] {
+        let text = std::fs::read_to_string(root().join(lock)).unwrap();
+        for name in ["h2", "hyper"] {
+            let entries: Vec<&str> = text
+                .split("[[package]]")
+                .filter(|p| p.trim_start().starts_with(&format!("name = \"{name}\"\n")))
+                .collect();
+            assert_eq!(entries.len(), 1, "{lock}: {name} locked {} times: {entries:?}", entries.len());
+            assert!(
+                !entries[0].contains("source ="),
+                "{lock}: {name} comes from a registry, not vendor/{name}: {}",
+                entries[0]
+            );
+            let manifest =
+                std::fs::read_to_string(root().join("vendor").join(name).join("Cargo.toml")).unwrap();
+            let version = entries[0].lines().find_map(|l| l.strip_prefix("version = ")).unwrap();
+            assert!(
+                manifest.contains(&format!("\nversion = {version}\n")),
+                "{lock}: {name} {version} is not vendor/{name}'s version"
+            );
+        }
+    }
+}

@@ -261,6 +261,14 @@ where
             }
             Poll::Pending => {
                 self.read_blocked = true;
+                // consentry patch: a connection waiting for bytes with
+                // nothing buffered (an idle keep-alive connection, most of
+                // all) holds no read buffer; the next wakeup means bytes
+                // are there, and the buffer is reserved again right before
+                // they are read.
+                if self.read_buf.is_empty() {
+                    self.read_buf = BytesMut::new();
+                }
                 Poll::Pending
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
@@ -535,7 +543,9 @@ pub(super) struct WriteBuf<B> {
 impl<B: Buf> WriteBuf<B> {
     fn new(strategy: WriteStrategy) -> WriteBuf<B> {
         WriteBuf {
-            headers: Cursor::new(Vec::with_capacity(INIT_BUFFER_SIZE)),
+            // consentry patch: no 8 KB up front; the head encoder reserves
+            // what a head needs, and that capacity is kept for the next.
+            headers: Cursor::new(Vec::new()),
             max_buf_size: DEFAULT_MAX_BUFFER_SIZE,
             queue: BufList::new(),
             strategy,
@@ -891,6 +901,9 @@ mod tests {
         let b = |s: &str| Cursor::new(s.as_bytes().to_vec());
 
         let mut write_buf = WriteBuf::<Cursor<Vec<u8>>>::new(WriteStrategy::Flatten);
+        // consentry patch: the buffer starts empty; give it the capacity
+        // this test is about.
+        write_buf.headers.bytes.reserve_exact(INIT_BUFFER_SIZE);
 
         write_buf.buffer(b("hello "));
         write_buf.buffer(b("world, "));
