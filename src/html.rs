@@ -568,9 +568,6 @@ fn is_host_relative(value: &str) -> bool {
     if b.len() >= 2 && matches!(b[0], b'/' | b'\\') && matches!(b[1], b'/' | b'\\') {
         return false;
     }
-    if b.iter().any(|&c| matches!(c, b'\t' | b'\n' | b'\r')) {
-        return false;
-    }
     // A scheme: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) ":"
     if b.first().is_some_and(u8::is_ascii_alphabetic) {
         for &c in &b[1..] {
@@ -582,7 +579,9 @@ fn is_host_relative(value: &str) -> bool {
             }
         }
     }
-    true
+    // Last: the whole value is scanned, and absolute URLs (most of a
+    // page's) were already answered above.
+    memchr::memchr3(b'\t', b'\n', b'\r', b).is_none()
 }
 
 /// Whether bytes contain `src`, `href` or `data` (any case): the

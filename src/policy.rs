@@ -465,8 +465,10 @@ pub struct ResourceRule {
 #[derive(Debug, Clone, Default)]
 pub struct ResourceRules {
     rules: Vec<ResourceRule>,
-    hosts: HashMap<String, usize>,
-    prefixes: HashMap<String, Vec<usize>>,
+    /// Foldhash, as for [`ExactNames`]: every parent domain of every
+    /// third-party URL on a page is looked up.
+    hosts: HashMap<String, usize, foldhash::fast::RandomState>,
+    prefixes: HashMap<String, Vec<usize>, foldhash::fast::RandomState>,
     inline: Option<AhoCorasick>,
     inline_rules: Vec<usize>,
 }
@@ -474,8 +476,8 @@ pub struct ResourceRules {
 impl ResourceRules {
     /// Builds the lookup structures. Rules earlier in `rules` win.
     pub fn new(rules: Vec<ResourceRule>) -> Result<ResourceRules, String> {
-        let mut hosts = HashMap::new();
-        let mut prefixes: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut hosts = HashMap::default();
+        let mut prefixes: HashMap<String, Vec<usize>, _> = HashMap::default();
         let mut signatures = Vec::new();
         let mut inline_rules = Vec::new();
         for (i, rule) in rules.iter().enumerate() {

@@ -95,11 +95,17 @@ pub fn normalize_host(host: &str) -> String {
 
 /// A set of host patterns: exact names and `*.example.com` wildcards
 /// (any subdomain of example.com, not example.com itself).
+///
+/// The patterns are fixed when the config compiles and looked up for every
+/// URL on a page (each parent domain of a host), so the keyed,
+/// per-table-seeded foldhash is enough and much cheaper than SipHash.
 #[derive(Debug, Clone, Default)]
 pub struct HostSet {
-    exact: std::collections::HashSet<String>,
-    suffixes: std::collections::HashSet<String>,
+    exact: HostNames,
+    suffixes: HostNames,
 }
+
+type HostNames = std::collections::HashSet<String, foldhash::fast::RandomState>;
 
 impl HostSet {
     /// Adds a pattern. Returns an error for an empty or malformed one.
