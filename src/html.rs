@@ -82,7 +82,6 @@ use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 
-use aho_corasick::AhoCorasick;
 use bytes::Bytes;
 use encoding_rs::Encoding;
 use lol_html::html_content::EndTag;
@@ -93,7 +92,7 @@ use url::Url;
 use crate::category::{CategoryId, CategorySet};
 use crate::consent::GPC_NOTE;
 use crate::decision::{Action, Decision, Decisions, Item};
-use crate::policy::{Mode, Neutralise, Policy, ResourceRule};
+use crate::policy::{InlineSearcher, Mode, Neutralise, Policy, ResourceRule};
 use crate::response_body::{Passthrough, record_passthrough};
 use crate::route::Site;
 
@@ -318,7 +317,7 @@ struct Scanner {
 }
 
 impl Scanner {
-    fn feed(&mut self, ac: &AhoCorasick, data: &[u8], mut found: impl FnMut(usize)) {
+    fn feed(&mut self, ac: &InlineSearcher, data: &[u8], mut found: impl FnMut(usize)) {
         if data.is_empty() {
             return;
         }
@@ -330,16 +329,14 @@ impl Scanner {
             self.hay.extend_from_slice(&self.carry);
             self.hay.extend_from_slice(&data[..keep.min(data.len())]);
             let old = self.carry.len();
-            for m in ac.find_iter(&self.hay[..]) {
-                if m.start() < old && m.end() > old {
-                    found(m.pattern().as_usize());
+            ac.for_each_match(&self.hay, |pattern, start, end| {
+                if start < old && end > old {
+                    found(pattern);
                 }
-            }
+            });
         }
         // Matches inside this chunk, searched in place.
-        for m in ac.find_iter(data) {
-            found(m.pattern().as_usize());
-        }
+        ac.for_each_match(data, |pattern, _, _| found(pattern));
         if data.len() >= keep {
             self.carry.clear();
             self.carry.extend_from_slice(&data[data.len() - keep..]);
@@ -367,6 +364,12 @@ struct ScriptState {
     has_nonce: bool,
     /// Bytes held back (from `start`), while undecided and enforcing.
     held: Option<Vec<u8>>,
+    /// Bytes of `held` already searched for signatures. Held text is
+    /// searched in one go when something waits for the answer (the end of
+    /// a `write`, `</script>`, a full window, a bail-out), not per piece
+    /// lol_html emits: a page's inline scripts come in a few hundred pieces
+    /// of a few bytes, and each search has a fixed cost.
+    searched: usize,
     /// Bytes of the element received so far, from `start`.
     seen: usize,
     scanner: Scanner,
@@ -378,6 +381,42 @@ struct ScriptState {
     late: bool,
     /// Decided and neutralised early; nothing more to do but close a removal.
     decided: bool,
+}
+
+impl ScriptState {
+    /// Searches text for signatures (after what was searched before),
+    /// recording matched rules and the first refused one.
+    /// `late`: the text is no longer held (a refusal can only be logged).
+    fn search(&mut self, cfg: &Config, text: &[u8], late: bool) {
+        if self.decided || text.is_empty() {
+            return;
+        }
+        let Some((ac, rule_of)) = cfg.policy().resources.inline_automaton() else { return };
+        let policy = cfg.policy();
+        let (matched, refused, was_late) = (&mut self.matched, &mut self.refused, &mut self.late);
+        self.scanner.feed(ac, text, |p| {
+            let idx = rule_of[p];
+            if !matched.contains(&idx) {
+                matched.push(idx);
+            }
+            if refused.is_none()
+                && !policy.resource_allowed(Some(policy.resources.rule(idx).category), cfg.granted)
+            {
+                *refused = Some(idx);
+                *was_late = late;
+            }
+        });
+    }
+
+    /// Searches the held text not searched yet.
+    fn search_held(&mut self, cfg: &Config) {
+        let Some(held) = self.held.take() else { return };
+        // The start tag is not searched.
+        let from = self.searched.max(self.text_start - self.start).min(held.len());
+        self.search(cfg, &held[from..], false);
+        self.searched = held.len();
+        self.held = Some(held);
+    }
 }
 
 /// A `<noscript>` being held for rewriting.
@@ -1001,32 +1040,6 @@ impl Shared {
         let cfg = self.cfg.clone();
         let Some(st) = &mut self.script else { return };
         st.seen += data.len();
-        // The text part of this chunk (the start tag is not searched).
-        let text = if at + data.len() <= st.text_start {
-            &[][..]
-        } else {
-            &data[st.text_start.saturating_sub(at)..]
-        };
-        if !st.decided
-            && !text.is_empty()
-            && let Some((ac, rule_of)) = cfg.policy().resources.inline_automaton()
-        {
-            let policy = cfg.policy();
-            let late = st.held.is_none() && cfg.enforce;
-            let (matched, refused, was_late) = (&mut st.matched, &mut st.refused, &mut st.late);
-            st.scanner.feed(ac, text, |p| {
-                let idx = rule_of[p];
-                if !matched.contains(&idx) {
-                    matched.push(idx);
-                }
-                if refused.is_none()
-                    && !policy.resource_allowed(Some(policy.resources.rule(idx).category), cfg.granted)
-                {
-                    *refused = Some(idx);
-                    *was_late = late;
-                }
-            });
-        }
         enum Next {
             Hold,
             Early,
@@ -1036,15 +1049,25 @@ impl Shared {
         let next = match &mut st.held {
             Some(buf) => {
                 buf.extend_from_slice(data);
-                if st.refused.is_some() {
-                    Next::Early
-                } else if buf.len() > SCRIPT_WINDOW {
-                    Next::Release(std::mem::take(buf))
+                if buf.len() > SCRIPT_WINDOW {
+                    // The window is full: what was held is searched before
+                    // it goes (the scanner then carries its last bytes
+                    // over to the text that follows).
+                    st.search_held(&cfg);
+                    match (st.refused, &mut st.held) {
+                        (None, Some(buf)) => Next::Release(std::mem::take(buf)),
+                        _ => Next::Early,
+                    }
                 } else {
                     Next::Hold
                 }
             }
-            None => Next::Pass,
+            None => {
+                // Not held (monitoring, or released): searched as it passes.
+                let text_from = st.text_start.saturating_sub(at).min(data.len());
+                st.search(&cfg, &data[text_from..], cfg.enforce);
+                Next::Pass
+            }
         };
         match next {
             Next::Hold => {}
@@ -1060,6 +1083,20 @@ impl Shared {
                 self.applier.feed(&buf);
             }
             Next::Pass => self.applier.feed(data),
+        }
+    }
+
+    /// Searches what is held of an inline script and, if a refused
+    /// signature is in it, neutralises it and releases it now.
+    fn search_held_script(&mut self) {
+        let cfg = self.cfg.clone();
+        let Some(st) = &mut self.script else { return };
+        if st.held.is_none() {
+            return;
+        }
+        st.search_held(&cfg);
+        if st.refused.is_some() && !st.decided {
+            self.decide_script_early();
         }
     }
 
@@ -1124,6 +1161,9 @@ impl Shared {
 
     /// `</script>` (or end of input, `end` None) of a classified inline script.
     fn finish_script(&mut self, id: u32, end: Option<Range<usize>>) {
+        if self.script.as_ref().is_some_and(|s| s.id == id) {
+            self.search_held_script();
+        }
         let Some(st) = self.script.take_if(|s| s.id == id) else { return };
         if st.decided {
             if let Some(end) = end {
@@ -1233,6 +1273,9 @@ impl Shared {
     /// The rewriter stopped (error, limit): release everything held as it
     /// was; cut removals short with an inert opening tag.
     fn bail(&mut self) {
+        // A refusal already in the held text is acted on, as it would have
+        // been had the search run piece by piece.
+        self.search_held_script();
         if let Some(st) = self.script.take()
             && let Some(buf) = st.held
         {
@@ -1329,6 +1372,7 @@ impl Shared {
             type_names: attrs.type_names,
             has_nonce,
             held: self.cfg.enforce.then(|| Vec::with_capacity(HELD_CAPACITY)),
+            searched: 0,
             seen: 0,
             scanner: Scanner::default(),
             matched: Vec::new(),
@@ -1903,7 +1947,9 @@ impl PageRewriter {
             self.tail.extend_from_slice(chunk);
         }
         match result {
-            Ok(Ok(())) => {}
+            // What this chunk brought of a held script is searched before
+            // the output is handed over.
+            Ok(Ok(())) => lock(&self.shared).search_held_script(),
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, offset = recv, "lol_html bailed out; the rest of the page passes through");
                 self.bail_now(if matches!(e, lol_html::errors::RewritingError::MemoryLimitExceeded(_)) {
@@ -2170,7 +2216,7 @@ mod tests {
 
     #[test]
     fn scanner_finds_signatures_split_anywhere_once() {
-        let ac = AhoCorasick::new(["fbq(", "gtag("]).unwrap();
+        let ac = InlineSearcher::new(&["fbq(".to_string(), "gtag(".to_string()]).unwrap();
         let text = b"var a=1; fbq('init'); x; gtag('js'); fbq(1)";
         for split in 0..=text.len() {
             for split2 in split..=text.len() {
