@@ -83,6 +83,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
+use compact_str::CompactString;
 use encoding_rs::Encoding;
 use lol_html::html_content::EndTag;
 use lol_html::send::{ElementContentHandlers, EndTagHandler};
@@ -121,6 +122,10 @@ const FIRST_PARTY_PREFIXES: usize = 4;
 
 /// Hosts whose first-party status is remembered per page.
 const HOST_CACHE: usize = 16;
+
+/// The rule text of decisions on unknown third parties (shared, as rule
+/// texts are).
+static UNKNOWN_THIRD_PARTY: LazyLock<Arc<str>> = LazyLock::new(|| "unknown_third_party default".into());
 
 /// An edit end that is not known yet (a removed element whose end tag has
 /// not arrived).
@@ -457,10 +462,11 @@ enum Kind {
 /// The outcome for one URL.
 struct Verdict {
     url: String,
-    host: String,
+    /// Inline: hosts fit in 24 bytes.
+    host: CompactString,
     category: Option<CategoryId>,
     allowed: bool,
-    rule: String,
+    rule: Arc<str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -813,7 +819,7 @@ impl Shared {
     }
 
     /// `pattern (origin)` of a rule.
-    fn rule_text(&self, rule: &ResourceRule) -> String {
+    fn rule_text(&self, rule: &ResourceRule) -> Arc<str> {
         rule.basis.clone()
     }
 
@@ -918,17 +924,17 @@ impl Shared {
         match policy.resources.classify_url(&host, path) {
             Some(rule) => Some(Verdict {
                 url: display(&host),
-                host: host.into_owned(),
+                host: CompactString::from(&*host),
                 category: Some(rule.category),
                 allowed: policy.resource_allowed(Some(rule.category), self.cfg.granted),
                 rule: self.rule_text(rule),
             }),
             None if kind == Kind::Active => Some(Verdict {
                 url: display(&host),
-                host: host.into_owned(),
+                host: CompactString::from(&*host),
                 category: None,
                 allowed: policy.resource_allowed(None, self.cfg.granted),
-                rule: "unknown_third_party default".to_string(),
+                rule: UNKNOWN_THIRD_PARTY.clone(),
             }),
             None => None,
         }
@@ -938,16 +944,16 @@ impl Shared {
         &mut self,
         item: Item,
         name: String,
-        domain: String,
+        domain: CompactString,
         category: Option<CategoryId>,
         allowed: bool,
-        rule: String,
+        rule: Arc<str>,
     ) {
         let item = self.cfg.item_override.unwrap_or(item);
         let action = if allowed { Action::Allow } else { Action::Block };
         // As for cookies: a refusal that only `Sec-GPC: 1` caused says so.
         let rule = if !allowed && category.is_some_and(|c| self.cfg.gpc_refused.contains(c)) {
-            format!("{GPC_NOTE}{rule}")
+            format!("{GPC_NOTE}{rule}").into()
         } else {
             rule
         };
@@ -961,14 +967,7 @@ impl Shared {
             rule = %rule,
             "html decision"
         );
-        self.push_decision(Decision {
-            item,
-            name: name.into(),
-            domain: domain.into(),
-            category,
-            action,
-            rule: rule.into(),
-        });
+        self.push_decision(Decision { item, name: name.into(), domain, category, action, rule });
     }
 
     fn push_decision(&mut self, decision: Decision) {
@@ -1125,10 +1124,10 @@ impl Shared {
         );
         let allowed = st.refused.is_none() || st.late;
         let basis = match late_note {
-            Some(note) => format!("{basis}; {note}"),
+            Some(note) => format!("{basis}; {note}").into(),
             None => basis,
         };
-        let host = self.cfg.page_host.clone().unwrap_or_default();
+        let host = self.cfg.page_host.as_deref().map(CompactString::from).unwrap_or_default();
         self.record(Item::InlineScript, signature, host, Some(category), allowed, basis);
     }
 

@@ -456,9 +456,9 @@ pub struct ResourceRule {
     pub provider: String,
     /// Where it came from.
     pub origin: RuleOrigin,
-    /// `pattern (origin)`, as decisions cite it: built once here, not for
-    /// every page that names the rule.
-    pub basis: String,
+    /// `pattern (origin)`, as decisions cite it: built once here and
+    /// shared by every decision that names the rule.
+    pub basis: Arc<str>,
 }
 
 /// Every resource rule of a policy, ready for lookup.
@@ -1089,7 +1089,7 @@ pub fn compile(
             };
             let line = crate::config::line_column(&src.text, r.span().start).0;
             let pattern = rule.matches.get_ref().clone();
-            let basis = format!("{pattern} ({})", origin(line));
+            let basis = format!("{pattern} ({})", origin(line)).into();
             resource_rules.push(ResourceRule {
                 basis,
                 pattern,
