@@ -1806,6 +1806,9 @@ impl PageRewriter {
     pub fn write(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
         self.lend(out);
         match &mut self.stage {
+            // The first chunk holds the byte order mark (if any): lol_html
+            // starts on it in place, without copying it.
+            Stage::Sniff(prefix) if prefix.is_empty() && chunk.len() >= 3 => self.start(chunk),
             Stage::Sniff(prefix) => {
                 prefix.extend_from_slice(chunk);
                 if prefix.len() >= 3 {
