@@ -809,12 +809,10 @@ impl Shared {
         self.cfg.policy()
     }
 
-    fn category_name(&self, category: Option<CategoryId>) -> String {
+    fn category_name(&self, category: Option<CategoryId>) -> &str {
         match category {
-            Some(c) if c.index() < self.policy().categories.len() => {
-                self.policy().categories.name(c).to_string()
-            }
-            _ => "unclassified".to_string(),
+            Some(c) if c.index() < self.policy().categories.len() => self.policy().categories.name(c),
+            _ => "unclassified",
         }
     }
 
@@ -992,12 +990,17 @@ impl Shared {
 
     /// The attributes marking an element inert, inserted after its name.
     fn inert_attrs(&self, category: Option<CategoryId>, script: bool) -> String {
+        // Built by hand: `format!` costs more than the copying.
+        const SCRIPT: &str = " type=\"text/plain\"";
         let cat = self.category_name(category);
+        let mut out = String::with_capacity(SCRIPT.len() + 17 + cat.len());
         if script {
-            format!(" type=\"text/plain\" data-category=\"{cat}\"")
-        } else {
-            format!(" data-category=\"{cat}\"")
+            out.push_str(SCRIPT);
         }
+        out.push_str(" data-category=\"");
+        out.push_str(cat);
+        out.push('"');
+        out
     }
 
     /// Inert edits: attributes after the name, `data-` before each name in
@@ -1324,7 +1327,8 @@ impl Shared {
         if let Some(src) = el.get_attribute("src") {
             // Most scripts are first party: classify before reading more.
             let verdict = self.classify(&src, Kind::Active)?;
-            if !ScriptAttrs::read(el).is_javascript() {
+            let attrs = ScriptAttrs::read(el);
+            if !attrs.is_javascript() {
                 return None;
             }
             let (category, allowed) = self.record_verdict(Item::Script, verdict);
@@ -1333,9 +1337,8 @@ impl Shared {
             }
             return match self.policy().neutralise {
                 Neutralise::Inert => {
-                    let attrs = self.inert_attrs(category, true);
-                    let renames = ScriptAttrs::read(el).type_names;
-                    self.push_inert(name_end, attrs, &renames);
+                    let inert = self.inert_attrs(category, true);
+                    self.push_inert(name_end, inert, &attrs.type_names);
                     None
                 }
                 Neutralise::Remove => {
