@@ -82,8 +82,8 @@ use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 
-use aho_corasick::AhoCorasick;
 use bytes::Bytes;
+use compact_str::CompactString;
 use encoding_rs::Encoding;
 use lol_html::html_content::EndTag;
 use lol_html::send::{ElementContentHandlers, EndTagHandler};
@@ -93,7 +93,7 @@ use url::Url;
 use crate::category::{CategoryId, CategorySet};
 use crate::consent::GPC_NOTE;
 use crate::decision::{Action, Decision, Decisions, Item};
-use crate::policy::{Mode, Neutralise, Policy, ResourceRule};
+use crate::policy::{InlineSearcher, Mode, Neutralise, Policy, ResourceRule};
 use crate::response_body::{Passthrough, record_passthrough};
 use crate::route::Site;
 
@@ -122,6 +122,10 @@ const FIRST_PARTY_PREFIXES: usize = 4;
 
 /// Hosts whose first-party status is remembered per page.
 const HOST_CACHE: usize = 16;
+
+/// The rule text of decisions on unknown third parties (shared, as rule
+/// texts are).
+static UNKNOWN_THIRD_PARTY: LazyLock<Arc<str>> = LazyLock::new(|| "unknown_third_party default".into());
 
 /// An edit end that is not known yet (a removed element whose end tag has
 /// not arrived).
@@ -318,7 +322,7 @@ struct Scanner {
 }
 
 impl Scanner {
-    fn feed(&mut self, ac: &AhoCorasick, data: &[u8], mut found: impl FnMut(usize)) {
+    fn feed(&mut self, ac: &InlineSearcher, data: &[u8], mut found: impl FnMut(usize)) {
         if data.is_empty() {
             return;
         }
@@ -330,16 +334,14 @@ impl Scanner {
             self.hay.extend_from_slice(&self.carry);
             self.hay.extend_from_slice(&data[..keep.min(data.len())]);
             let old = self.carry.len();
-            for m in ac.find_iter(&self.hay[..]) {
-                if m.start() < old && m.end() > old {
-                    found(m.pattern().as_usize());
+            ac.for_each_match(&self.hay, |pattern, start, end| {
+                if start < old && end > old {
+                    found(pattern);
                 }
-            }
+            });
         }
         // Matches inside this chunk, searched in place.
-        for m in ac.find_iter(data) {
-            found(m.pattern().as_usize());
-        }
+        ac.for_each_match(data, |pattern, _, _| found(pattern));
         if data.len() >= keep {
             self.carry.clear();
             self.carry.extend_from_slice(&data[data.len() - keep..]);
@@ -367,6 +369,12 @@ struct ScriptState {
     has_nonce: bool,
     /// Bytes held back (from `start`), while undecided and enforcing.
     held: Option<Vec<u8>>,
+    /// Bytes of `held` already searched for signatures. Held text is
+    /// searched in one go when something waits for the answer (the end of
+    /// a `write`, `</script>`, a full window, a bail-out), not per piece
+    /// lol_html emits: a page's inline scripts come in a few hundred pieces
+    /// of a few bytes, and each search has a fixed cost.
+    searched: usize,
     /// Bytes of the element received so far, from `start`.
     seen: usize,
     scanner: Scanner,
@@ -378,6 +386,42 @@ struct ScriptState {
     late: bool,
     /// Decided and neutralised early; nothing more to do but close a removal.
     decided: bool,
+}
+
+impl ScriptState {
+    /// Searches text for signatures (after what was searched before),
+    /// recording matched rules and the first refused one.
+    /// `late`: the text is no longer held (a refusal can only be logged).
+    fn search(&mut self, cfg: &Config, text: &[u8], late: bool) {
+        if self.decided || text.is_empty() {
+            return;
+        }
+        let Some((ac, rule_of)) = cfg.policy().resources.inline_automaton() else { return };
+        let policy = cfg.policy();
+        let (matched, refused, was_late) = (&mut self.matched, &mut self.refused, &mut self.late);
+        self.scanner.feed(ac, text, |p| {
+            let idx = rule_of[p];
+            if !matched.contains(&idx) {
+                matched.push(idx);
+            }
+            if refused.is_none()
+                && !policy.resource_allowed(Some(policy.resources.rule(idx).category), cfg.granted)
+            {
+                *refused = Some(idx);
+                *was_late = late;
+            }
+        });
+    }
+
+    /// Searches the held text not searched yet.
+    fn search_held(&mut self, cfg: &Config) {
+        let Some(held) = self.held.take() else { return };
+        // The start tag is not searched.
+        let from = self.searched.max(self.text_start - self.start).min(held.len());
+        self.search(cfg, &held[from..], false);
+        self.searched = held.len();
+        self.held = Some(held);
+    }
 }
 
 /// A `<noscript>` being held for rewriting.
@@ -418,10 +462,11 @@ enum Kind {
 /// The outcome for one URL.
 struct Verdict {
     url: String,
-    host: String,
+    /// Inline: hosts fit in 24 bytes.
+    host: CompactString,
     category: Option<CategoryId>,
     allowed: bool,
-    rule: String,
+    rule: Arc<str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -568,9 +613,6 @@ fn is_host_relative(value: &str) -> bool {
     if b.len() >= 2 && matches!(b[0], b'/' | b'\\') && matches!(b[1], b'/' | b'\\') {
         return false;
     }
-    if b.iter().any(|&c| matches!(c, b'\t' | b'\n' | b'\r')) {
-        return false;
-    }
     // A scheme: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) ":"
     if b.first().is_some_and(u8::is_ascii_alphabetic) {
         for &c in &b[1..] {
@@ -582,7 +624,9 @@ fn is_host_relative(value: &str) -> bool {
             }
         }
     }
-    true
+    // Last: the whole value is scanned, and absolute URLs (most of a
+    // page's) were already answered above.
+    memchr::memchr3(b'\t', b'\n', b'\r', b).is_none()
 }
 
 /// Whether bytes contain `src`, `href` or `data` (any case): the
@@ -765,17 +809,15 @@ impl Shared {
         self.cfg.policy()
     }
 
-    fn category_name(&self, category: Option<CategoryId>) -> String {
+    fn category_name(&self, category: Option<CategoryId>) -> &str {
         match category {
-            Some(c) if c.index() < self.policy().categories.len() => {
-                self.policy().categories.name(c).to_string()
-            }
-            _ => "unclassified".to_string(),
+            Some(c) if c.index() < self.policy().categories.len() => self.policy().categories.name(c),
+            _ => "unclassified",
         }
     }
 
     /// `pattern (origin)` of a rule.
-    fn rule_text(&self, rule: &ResourceRule) -> String {
+    fn rule_text(&self, rule: &ResourceRule) -> Arc<str> {
         rule.basis.clone()
     }
 
@@ -880,17 +922,17 @@ impl Shared {
         match policy.resources.classify_url(&host, path) {
             Some(rule) => Some(Verdict {
                 url: display(&host),
-                host: host.into_owned(),
+                host: CompactString::from(&*host),
                 category: Some(rule.category),
                 allowed: policy.resource_allowed(Some(rule.category), self.cfg.granted),
                 rule: self.rule_text(rule),
             }),
             None if kind == Kind::Active => Some(Verdict {
                 url: display(&host),
-                host: host.into_owned(),
+                host: CompactString::from(&*host),
                 category: None,
                 allowed: policy.resource_allowed(None, self.cfg.granted),
-                rule: "unknown_third_party default".to_string(),
+                rule: UNKNOWN_THIRD_PARTY.clone(),
             }),
             None => None,
         }
@@ -900,16 +942,16 @@ impl Shared {
         &mut self,
         item: Item,
         name: String,
-        domain: String,
+        domain: CompactString,
         category: Option<CategoryId>,
         allowed: bool,
-        rule: String,
+        rule: Arc<str>,
     ) {
         let item = self.cfg.item_override.unwrap_or(item);
         let action = if allowed { Action::Allow } else { Action::Block };
         // As for cookies: a refusal that only `Sec-GPC: 1` caused says so.
         let rule = if !allowed && category.is_some_and(|c| self.cfg.gpc_refused.contains(c)) {
-            format!("{GPC_NOTE}{rule}")
+            format!("{GPC_NOTE}{rule}").into()
         } else {
             rule
         };
@@ -923,14 +965,7 @@ impl Shared {
             rule = %rule,
             "html decision"
         );
-        self.push_decision(Decision {
-            item,
-            name: name.into(),
-            domain: domain.into(),
-            category,
-            action,
-            rule: rule.into(),
-        });
+        self.push_decision(Decision { item, name: name.into(), domain, category, action, rule });
     }
 
     fn push_decision(&mut self, decision: Decision) {
@@ -955,12 +990,17 @@ impl Shared {
 
     /// The attributes marking an element inert, inserted after its name.
     fn inert_attrs(&self, category: Option<CategoryId>, script: bool) -> String {
+        // Built by hand: `format!` costs more than the copying.
+        const SCRIPT: &str = " type=\"text/plain\"";
         let cat = self.category_name(category);
+        let mut out = String::with_capacity(SCRIPT.len() + 17 + cat.len());
         if script {
-            format!(" type=\"text/plain\" data-category=\"{cat}\"")
-        } else {
-            format!(" data-category=\"{cat}\"")
+            out.push_str(SCRIPT);
         }
+        out.push_str(" data-category=\"");
+        out.push_str(cat);
+        out.push('"');
+        out
     }
 
     /// Inert edits: attributes after the name, `data-` before each name in
@@ -1002,32 +1042,6 @@ impl Shared {
         let cfg = self.cfg.clone();
         let Some(st) = &mut self.script else { return };
         st.seen += data.len();
-        // The text part of this chunk (the start tag is not searched).
-        let text = if at + data.len() <= st.text_start {
-            &[][..]
-        } else {
-            &data[st.text_start.saturating_sub(at)..]
-        };
-        if !st.decided
-            && !text.is_empty()
-            && let Some((ac, rule_of)) = cfg.policy().resources.inline_automaton()
-        {
-            let policy = cfg.policy();
-            let late = st.held.is_none() && cfg.enforce;
-            let (matched, refused, was_late) = (&mut st.matched, &mut st.refused, &mut st.late);
-            st.scanner.feed(ac, text, |p| {
-                let idx = rule_of[p];
-                if !matched.contains(&idx) {
-                    matched.push(idx);
-                }
-                if refused.is_none()
-                    && !policy.resource_allowed(Some(policy.resources.rule(idx).category), cfg.granted)
-                {
-                    *refused = Some(idx);
-                    *was_late = late;
-                }
-            });
-        }
         enum Next {
             Hold,
             Early,
@@ -1037,15 +1051,25 @@ impl Shared {
         let next = match &mut st.held {
             Some(buf) => {
                 buf.extend_from_slice(data);
-                if st.refused.is_some() {
-                    Next::Early
-                } else if buf.len() > SCRIPT_WINDOW {
-                    Next::Release(std::mem::take(buf))
+                if buf.len() > SCRIPT_WINDOW {
+                    // The window is full: what was held is searched before
+                    // it goes (the scanner then carries its last bytes
+                    // over to the text that follows).
+                    st.search_held(&cfg);
+                    match (st.refused, &mut st.held) {
+                        (None, Some(buf)) => Next::Release(std::mem::take(buf)),
+                        _ => Next::Early,
+                    }
                 } else {
                     Next::Hold
                 }
             }
-            None => Next::Pass,
+            None => {
+                // Not held (monitoring, or released): searched as it passes.
+                let text_from = st.text_start.saturating_sub(at).min(data.len());
+                st.search(&cfg, &data[text_from..], cfg.enforce);
+                Next::Pass
+            }
         };
         match next {
             Next::Hold => {}
@@ -1061,6 +1085,20 @@ impl Shared {
                 self.applier.feed(&buf);
             }
             Next::Pass => self.applier.feed(data),
+        }
+    }
+
+    /// Searches what is held of an inline script and, if a refused
+    /// signature is in it, neutralises it and releases it now.
+    fn search_held_script(&mut self) {
+        let cfg = self.cfg.clone();
+        let Some(st) = &mut self.script else { return };
+        if st.held.is_none() {
+            return;
+        }
+        st.search_held(&cfg);
+        if st.refused.is_some() && !st.decided {
+            self.decide_script_early();
         }
     }
 
@@ -1089,10 +1127,10 @@ impl Shared {
         );
         let allowed = st.refused.is_none() || st.late;
         let basis = match late_note {
-            Some(note) => format!("{basis}; {note}"),
+            Some(note) => format!("{basis}; {note}").into(),
             None => basis,
         };
-        let host = self.cfg.page_host.clone().unwrap_or_default();
+        let host = self.cfg.page_host.as_deref().map(CompactString::from).unwrap_or_default();
         self.record(Item::InlineScript, signature, host, Some(category), allowed, basis);
     }
 
@@ -1125,6 +1163,9 @@ impl Shared {
 
     /// `</script>` (or end of input, `end` None) of a classified inline script.
     fn finish_script(&mut self, id: u32, end: Option<Range<usize>>) {
+        if self.script.as_ref().is_some_and(|s| s.id == id) {
+            self.search_held_script();
+        }
         let Some(st) = self.script.take_if(|s| s.id == id) else { return };
         if st.decided {
             if let Some(end) = end {
@@ -1234,6 +1275,9 @@ impl Shared {
     /// The rewriter stopped (error, limit): release everything held as it
     /// was; cut removals short with an inert opening tag.
     fn bail(&mut self) {
+        // A refusal already in the held text is acted on, as it would have
+        // been had the search run piece by piece.
+        self.search_held_script();
         if let Some(st) = self.script.take()
             && let Some(buf) = st.held
         {
@@ -1283,7 +1327,8 @@ impl Shared {
         if let Some(src) = el.get_attribute("src") {
             // Most scripts are first party: classify before reading more.
             let verdict = self.classify(&src, Kind::Active)?;
-            if !ScriptAttrs::read(el).is_javascript() {
+            let attrs = ScriptAttrs::read(el);
+            if !attrs.is_javascript() {
                 return None;
             }
             let (category, allowed) = self.record_verdict(Item::Script, verdict);
@@ -1292,9 +1337,8 @@ impl Shared {
             }
             return match self.policy().neutralise {
                 Neutralise::Inert => {
-                    let attrs = self.inert_attrs(category, true);
-                    let renames = ScriptAttrs::read(el).type_names;
-                    self.push_inert(name_end, attrs, &renames);
+                    let inert = self.inert_attrs(category, true);
+                    self.push_inert(name_end, inert, &attrs.type_names);
                     None
                 }
                 Neutralise::Remove => {
@@ -1330,6 +1374,7 @@ impl Shared {
             type_names: attrs.type_names,
             has_nonce,
             held: self.cfg.enforce.then(|| Vec::with_capacity(HELD_CAPACITY)),
+            searched: 0,
             seen: 0,
             scanner: Scanner::default(),
             matched: Vec::new(),
@@ -1764,6 +1809,9 @@ impl PageRewriter {
     pub fn write(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
         self.lend(out);
         match &mut self.stage {
+            // The first chunk holds the byte order mark (if any): lol_html
+            // starts on it in place, without copying it.
+            Stage::Sniff(prefix) if prefix.is_empty() && chunk.len() >= 3 => self.start(chunk),
             Stage::Sniff(prefix) => {
                 prefix.extend_from_slice(chunk);
                 if prefix.len() >= 3 {
@@ -1904,7 +1952,9 @@ impl PageRewriter {
             self.tail.extend_from_slice(chunk);
         }
         match result {
-            Ok(Ok(())) => {}
+            // What this chunk brought of a held script is searched before
+            // the output is handed over.
+            Ok(Ok(())) => lock(&self.shared).search_held_script(),
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, offset = recv, "lol_html bailed out; the rest of the page passes through");
                 self.bail_now(if matches!(e, lol_html::errors::RewritingError::MemoryLimitExceeded(_)) {
@@ -2171,7 +2221,7 @@ mod tests {
 
     #[test]
     fn scanner_finds_signatures_split_anywhere_once() {
-        let ac = AhoCorasick::new(["fbq(", "gtag("]).unwrap();
+        let ac = InlineSearcher::new(&["fbq(".to_string(), "gtag(".to_string()]).unwrap();
         let text = b"var a=1; fbq('init'); x; gtag('js'); fbq(1)";
         for split in 0..=text.len() {
             for split2 in split..=text.len() {

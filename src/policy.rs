@@ -456,26 +456,103 @@ pub struct ResourceRule {
     pub provider: String,
     /// Where it came from.
     pub origin: RuleOrigin,
-    /// `pattern (origin)`, as decisions cite it: built once here, not for
-    /// every page that names the rule.
-    pub basis: String,
+    /// `pattern (origin)`, as decisions cite it: built once here and
+    /// shared by every decision that names the rule.
+    pub basis: Arc<str>,
 }
 
 /// Every resource rule of a policy, ready for lookup.
 #[derive(Debug, Clone, Default)]
 pub struct ResourceRules {
     rules: Vec<ResourceRule>,
-    hosts: HashMap<String, usize>,
-    prefixes: HashMap<String, Vec<usize>>,
-    inline: Option<AhoCorasick>,
+    /// Foldhash, as for [`ExactNames`]: every parent domain of every
+    /// third-party URL on a page is looked up.
+    hosts: HashMap<String, usize, foldhash::fast::RandomState>,
+    prefixes: HashMap<String, Vec<usize>, foldhash::fast::RandomState>,
+    inline: Option<InlineSearcher>,
     inline_rules: Vec<usize>,
+}
+
+/// Finds inline-script signatures (leftmost-first, non-overlapping; pattern
+/// `i` is the `i`-th signature): Teddy, aho-corasick's SIMD searcher, when
+/// there are few signatures, else a DFA. Both give the same matches.
+#[derive(Debug, Clone)]
+pub struct InlineSearcher {
+    /// Teddy, when there are at most [`InlineSearcher::PACKED_MAX`]
+    /// signatures and the CPU has the instructions for it.
+    packed: Option<aho_corasick::packed::Searcher>,
+    /// A DFA without prefilter: the default rare-byte prefilter stops at
+    /// nearly every few bytes of JavaScript (its "rare" bytes are `(` and
+    /// `_`), restarting the search each time.
+    dfa: AhoCorasick,
+}
+
+impl InlineSearcher {
+    /// Most signatures searched with Teddy.
+    const PACKED_MAX: usize = 16;
+
+    /// The searcher for these signatures.
+    pub fn new(signatures: &[String]) -> Result<InlineSearcher, String> {
+        let dfa = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostFirst)
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+            .prefilter(false)
+            .build(signatures)
+            .map_err(|e| format!("inline signatures: {e}"))?;
+        let packed = (signatures.len() <= Self::PACKED_MAX)
+            .then(|| {
+                aho_corasick::packed::Config::new()
+                    .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
+                    .builder()
+                    .extend(signatures)
+                    .build()
+            })
+            .flatten();
+        Ok(InlineSearcher { packed, dfa })
+    }
+
+    /// The same signatures searched by the DFA alone (tests compare both).
+    #[cfg(test)]
+    fn without_packed(mut self) -> InlineSearcher {
+        self.packed = None;
+        self
+    }
+
+    /// The longest signature's length.
+    pub fn max_pattern_len(&self) -> usize {
+        self.dfa.max_pattern_len()
+    }
+
+    /// Calls `found(pattern, start, end)` for each match in `haystack`, in order.
+    pub fn for_each_match(&self, haystack: &[u8], mut found: impl FnMut(usize, usize, usize)) {
+        match &self.packed {
+            Some(packed) => {
+                for m in packed.find_iter(haystack) {
+                    found(m.pattern().as_usize(), m.start(), m.end());
+                }
+            }
+            None => {
+                for m in self.dfa.find_iter(haystack) {
+                    found(m.pattern().as_usize(), m.start(), m.end());
+                }
+            }
+        }
+    }
+
+    /// The first match's pattern.
+    fn first(&self, haystack: &[u8]) -> Option<usize> {
+        match &self.packed {
+            Some(packed) => packed.find(haystack).map(|m| m.pattern().as_usize()),
+            None => self.dfa.find(haystack).map(|m| m.pattern().as_usize()),
+        }
+    }
 }
 
 impl ResourceRules {
     /// Builds the lookup structures. Rules earlier in `rules` win.
     pub fn new(rules: Vec<ResourceRule>) -> Result<ResourceRules, String> {
-        let mut hosts = HashMap::new();
-        let mut prefixes: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut hosts = HashMap::default();
+        let mut prefixes: HashMap<String, Vec<usize>, _> = HashMap::default();
         let mut signatures = Vec::new();
         let mut inline_rules = Vec::new();
         for (i, rule) in rules.iter().enumerate() {
@@ -490,22 +567,7 @@ impl ResourceRules {
                 }
             }
         }
-        let inline = if signatures.is_empty() {
-            None
-        } else {
-            Some(
-                // A DFA without prefilter: inline script text is searched
-                // on every page, and the default rare-byte prefilter stops
-                // at nearly every few bytes of JavaScript (its "rare"
-                // bytes are `(` and `_`), restarting the search each time.
-                AhoCorasick::builder()
-                    .match_kind(MatchKind::LeftmostFirst)
-                    .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-                    .prefilter(false)
-                    .build(&signatures)
-                    .map_err(|e| format!("inline signatures: {e}"))?,
-            )
-        };
+        let inline = if signatures.is_empty() { None } else { Some(InlineSearcher::new(&signatures)?) };
         Ok(ResourceRules { rules, hosts, prefixes, inline, inline_rules })
     }
 
@@ -534,14 +596,13 @@ impl ResourceRules {
 
     /// The rule whose signature occurs first in an inline script's text.
     pub fn classify_inline(&self, text: &str) -> Option<&ResourceRule> {
-        let ac = self.inline.as_ref()?;
-        let m = ac.find(text)?;
-        Some(&self.rules[self.inline_rules[m.pattern().as_usize()]])
+        let pattern = self.inline.as_ref()?.first(text.as_bytes())?;
+        Some(&self.rules[self.inline_rules[pattern]])
     }
 
-    /// The signature automaton and, per pattern, its rule index, for callers
+    /// The signature searcher and, per pattern, its rule index, for callers
     /// that search script text chunk by chunk.
-    pub fn inline_automaton(&self) -> Option<(&AhoCorasick, &[usize])> {
+    pub fn inline_automaton(&self) -> Option<(&InlineSearcher, &[usize])> {
         self.inline.as_ref().map(|ac| (ac, self.inline_rules.as_slice()))
     }
 
@@ -1028,7 +1089,7 @@ pub fn compile(
             };
             let line = crate::config::line_column(&src.text, r.span().start).0;
             let pattern = rule.matches.get_ref().clone();
-            let basis = format!("{pattern} ({})", origin(line));
+            let basis = format!("{pattern} ({})", origin(line)).into();
             resource_rules.push(ResourceRule {
                 basis,
                 pattern,
@@ -1562,6 +1623,45 @@ category = "functional"
                     }
                 }
             }
+        }
+    }
+
+    /// Teddy and the DFA report the same matches (leftmost-first,
+    /// non-overlapping), on haystacks short (Rabin-Karp inside Teddy's
+    /// searcher) and long, with signatures that overlap and share prefixes.
+    mod inline_searchers_agree {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn matches(s: &InlineSearcher, hay: &[u8]) -> Vec<(usize, usize, usize)> {
+            let mut out = Vec::new();
+            s.for_each_match(hay, |p, a, b| out.push((p, a, b)));
+            out
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(128))]
+            #[test]
+            fn packed_equals_dfa(
+                signatures in prop::collection::vec("[abg(_]{1,6}", 1..10),
+                hay in "[abgt(_ ]{0,300}",
+            ) {
+                let searcher = InlineSearcher::new(&signatures).unwrap();
+                let dfa = searcher.clone().without_packed();
+                prop_assert_eq!(matches(&searcher, hay.as_bytes()), matches(&dfa, hay.as_bytes()));
+                prop_assert_eq!(searcher.first(hay.as_bytes()), dfa.first(hay.as_bytes()));
+            }
+        }
+
+        #[test]
+        fn few_signatures_use_teddy_when_the_cpu_can() {
+            let s = InlineSearcher::new(&["gtag(".to_string(), "fbq(".to_string()]).unwrap();
+            #[cfg(target_arch = "x86_64")]
+            if std::is_x86_feature_detected!("ssse3") {
+                assert!(s.packed.is_some());
+            }
+            let many: Vec<String> = (0..=InlineSearcher::PACKED_MAX).map(|i| format!("sig{i}(")).collect();
+            assert!(InlineSearcher::new(&many).unwrap().packed.is_none());
         }
     }
 

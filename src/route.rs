@@ -95,11 +95,24 @@ pub fn normalize_host(host: &str) -> String {
 
 /// A set of host patterns: exact names and `*.example.com` wildcards
 /// (any subdomain of example.com, not example.com itself).
+///
+/// The patterns are fixed when the config compiles and looked up for every
+/// URL on a page (each parent domain of a host), so the keyed,
+/// per-table-seeded foldhash is enough and much cheaper than SipHash.
 #[derive(Debug, Clone, Default)]
 pub struct HostSet {
-    exact: std::collections::HashSet<String>,
-    suffixes: std::collections::HashSet<String>,
+    exact: HostNames,
+    suffixes: HostNames,
+    /// The same names as lists while they are few: comparing a handful of
+    /// names is cheaper than hashing the host and each parent domain.
+    exact_list: Vec<String>,
+    suffix_list: Vec<String>,
 }
+
+/// Up to this many names, a set is searched linearly.
+const LINEAR_HOSTS: usize = 8;
+
+type HostNames = std::collections::HashSet<String, foldhash::fast::RandomState>;
 
 impl HostSet {
     /// Adds a pattern. Returns an error for an empty or malformed one.
@@ -112,18 +125,34 @@ impl HostSet {
         if name.is_empty() || name.contains(['*', '/', ' ', ':']) {
             return Err(format!("bad host pattern {pattern:?}"));
         }
-        if wild {
-            self.suffixes.insert(name.to_string());
+        let (set, list) = if wild {
+            (&mut self.suffixes, &mut self.suffix_list)
         } else {
-            self.exact.insert(name.to_string());
+            (&mut self.exact, &mut self.exact_list)
+        };
+        if set.insert(name.to_string()) {
+            list.push(name.to_string());
         }
         Ok(())
     }
 
     /// Whether `host` (already normalized) matches a pattern.
     pub fn contains(&self, host: &str) -> bool {
-        if self.exact.contains(host) {
+        if self.exact.len() <= LINEAR_HOSTS {
+            if self.exact_list.iter().any(|e| e == host) {
+                return true;
+            }
+        } else if self.exact.contains(host) {
             return true;
+        }
+        if self.suffixes.len() <= LINEAR_HOSTS {
+            // A parent domain of `host` is `s` exactly when `host` ends
+            // with `.s`.
+            let h = host.as_bytes();
+            return self
+                .suffix_list
+                .iter()
+                .any(|s| h.len() > s.len() && h.ends_with(s.as_bytes()) && h[h.len() - s.len() - 1] == b'.');
         }
         let mut rest = host;
         while let Some(dot) = rest.find('.') {
@@ -248,6 +277,46 @@ mod tests {
         assert!(set.insert("a/b").is_err());
     }
 
+    #[test]
+    fn host_sets_answer_the_same_small_or_large() {
+        let patterns = ["*.example.com", "cdn.other.org", "*.b.c", "a.b.c", "*.x.y.z"];
+        let hosts = [
+            "example.com",
+            "www.example.com",
+            ".example.com",
+            "a..example.com",
+            "xexample.com",
+            "cdn.other.org",
+            "other.org",
+            "b.c",
+            "a.b.c",
+            "q.a.b.c",
+            "x.y.z",
+            "w.x.y.z",
+            "",
+            ".",
+            "c",
+        ];
+        let mut small = HostSet::default();
+        let mut large = HostSet::default();
+        for p in patterns {
+            small.insert(p).unwrap();
+            large.insert(p).unwrap();
+        }
+        // Enough other names that both halves of `large` are hashed.
+        for i in 0..=LINEAR_HOSTS {
+            large.insert(&format!("filler{i}.test")).unwrap();
+            large.insert(&format!("*.filler{i}.test")).unwrap();
+        }
+        assert!(small.exact.len() <= LINEAR_HOSTS && small.suffixes.len() <= LINEAR_HOSTS);
+        assert!(large.exact.len() > LINEAR_HOSTS && large.suffixes.len() > LINEAR_HOSTS);
+        for h in hosts {
+            assert_eq!(small.contains(h), large.contains(h), "{h:?}");
+        }
+        // Inserting a name twice keeps one copy.
+        small.insert("cdn.other.org").unwrap();
+        assert_eq!(small.exact_list.iter().filter(|e| *e == "cdn.other.org").count(), 1);
+    }
     #[test]
     fn origins_parse() {
         let o = Origin::parse("http://127.0.0.1:3000").unwrap();
