@@ -74,9 +74,10 @@ pub fn filter_request(
     let mut withdrawn: Vec<Withdrawn> = Vec::new();
     // Per `Cookie` header, in order: whether any of its pairs is refused.
     // Only the (rare) headers that lose a pair are rebuilt.
-    let mut refused_in: Vec<bool> = Vec::new();
+    let mut refused_in: Vec<bool> = Vec::with_capacity(4);
     // Every pair's verdict, in order, so a rebuild does not classify again.
-    let mut allowed_pairs: Vec<bool> = Vec::new();
+    // Sized for a typical request rather than grown from nothing.
+    let mut allowed_pairs: Vec<bool> = Vec::with_capacity(32);
     for value in headers.get_all(COOKIE) {
         let mut refused_here = false;
         for pair in raw_pairs(value.as_bytes()) {
@@ -116,7 +117,9 @@ pub fn filter_request(
         let names = policy.categories.names(consent.granted);
         // Category names are letters, digits, `-` and `_` (checked when the
         // policy compiles), so this cannot fail; `necessary` is the fallback.
-        let value = HeaderValue::from_str(&names).unwrap_or(HeaderValue::from_static("necessary"));
+        // The value takes the string's buffer rather than a copy.
+        let value = HeaderValue::from_maybe_shared(bytes::Bytes::from(names.into_bytes()))
+            .unwrap_or(HeaderValue::from_static("necessary"));
         headers.insert(CONSENT_HEADER, value);
     }
     withdrawn

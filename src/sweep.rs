@@ -68,26 +68,38 @@ pub fn deletion(name: &str, domain: Option<&str>, path: &str, secure: bool) -> O
     {
         return None;
     }
-    let mut out = String::with_capacity(name.len() + path.len() + 80);
-    if name.is_empty() {
-        out.push_str("=deleted");
-    } else {
-        out.push_str(name);
-        out.push('=');
-    }
-    out.push_str("; Max-Age=0; Path=");
-    out.push_str(path);
-    out.push_str("; Expires=");
-    out.push_str(EPOCH);
+    const MAX_AGE: &[u8] = b"; Max-Age=0; Path=";
+    const EXPIRES: &[u8] = b"; Expires=";
+    const DOMAIN: &[u8] = b"; Domain=";
+    const SECURE: &[u8] = b"; Secure";
+    let equals: &[u8] = if name.is_empty() { b"=deleted" } else { b"=" };
+    let len = name.len()
+        + equals.len()
+        + MAX_AGE.len()
+        + path.len()
+        + EXPIRES.len()
+        + EPOCH.len()
+        + domain.map_or(0, |d| DOMAIN.len() + d.len())
+        + if secure { SECURE.len() } else { 0 };
+    // Sized exactly: no growing, and a full buffer becomes the header
+    // value's without a separate shared-state allocation (`bytes`).
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(equals);
+    out.extend_from_slice(MAX_AGE);
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(EXPIRES);
+    out.extend_from_slice(EPOCH.as_bytes());
     if let Some(domain) = domain {
-        out.push_str("; Domain=");
-        out.push_str(domain);
+        out.extend_from_slice(DOMAIN);
+        out.extend_from_slice(domain.as_bytes());
     }
     if secure {
-        out.push_str("; Secure");
+        out.extend_from_slice(SECURE);
     }
-    // Handed over, not copied: the header value takes the string's buffer.
-    HeaderValue::from_maybe_shared(bytes::Bytes::from(out.into_bytes())).ok()
+    debug_assert_eq!(out.len(), len);
+    // Handed over, not copied: the header value takes the buffer.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(out)).ok()
 }
 
 /// The domains a cookie seen on `host` may have been set with: the host
@@ -152,20 +164,23 @@ pub fn plan<'w>(
     budget: usize,
     skip: impl Fn(&str) -> bool,
 ) -> Sweep<'w> {
-    let mut sweep = Sweep::default();
+    let mut sweep = Sweep { headers: Vec::with_capacity(budget.min(32)), ..Sweep::default() };
     let domains = site_domains(host);
-    for w in withdrawn {
+    for (i, w) in withdrawn.iter().enumerate() {
         if w.category == Some(CategoryId::NECESSARY) || skip(&w.name) {
             continue;
         }
         let mut sent = 0;
+        // Deletions of another name differ (each starts with its name and
+        // `=`, and names hold no `=`): only this name's are compared.
+        let first = if withdrawn[..i].iter().any(|o| o.name == w.name) { 0 } else { sweep.headers.len() };
         for (domain, path) in targets(w, &domains) {
             let Some(value) = deletion(&w.name, domain, path, https) else {
                 tracing::debug!(cookie = %w.name, ?domain, path, "sweep target cannot be written; skipped");
                 continue;
             };
             // Two paths can give the same target; send it once.
-            if sweep.headers.contains(&value) {
+            if sweep.headers[first..].contains(&value) {
                 continue;
             }
             if sweep.headers.len() >= budget {
