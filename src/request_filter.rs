@@ -78,6 +78,8 @@ pub fn filter_request(
     // Every pair's verdict, in order, so a rebuild does not classify again.
     // Sized for a typical request rather than grown from nothing.
     let mut allowed_pairs: Vec<bool> = Vec::with_capacity(32);
+    // Every decision's domain: built once, cloned (inline, a copy) per pair.
+    let domain = CompactString::from(host);
     for value in headers.get_all(COOKIE) {
         let mut refused_here = false;
         for pair in raw_pairs(value.as_bytes()) {
@@ -86,7 +88,7 @@ pub fn filter_request(
             let allowed = policy.cookie_allowed(category, consent.granted);
             allowed_pairs.push(allowed);
             let gpc = !allowed && consent.refused_by_gpc(category);
-            record(decisions, &name, host, category, allowed, gpc, &basis);
+            record(decisions, &name, &domain, category, allowed, gpc, &basis);
             if allowed {
                 continue;
             }
@@ -128,7 +130,7 @@ pub fn filter_request(
 fn record(
     decisions: &mut Decisions,
     name: &str,
-    host: &str,
+    host: &CompactString,
     category: Option<CategoryId>,
     allowed: bool,
     gpc: bool,
@@ -148,7 +150,7 @@ fn record(
     decisions.push(Decision {
         item: Item::RequestCookie,
         name: name.into(),
-        domain: host.into(),
+        domain: host.clone(),
         category,
         action,
         rule,
