@@ -768,25 +768,40 @@ type DateFields = ((u32, u32, u32), u32, u32, u32);
 
 /// The fields the algorithm above finds (time, day of month, month, year
 /// as written), when `input` is exactly an IMF-fixdate
-/// (`Tue, 14 Nov 2023 22:13:20 GMT`, what nearly every server sends):
-/// read at fixed positions instead of by tokenizing. It accepts only text
-/// whose tokens the general algorithm reads the same way (a weekday name,
-/// which is no month, number or time; `GMT`), so both give the same date;
-/// a property test holds them to that.
+/// (`Tue, 14 Nov 2023 22:13:20 GMT`, what nearly every server sends), or
+/// the same with `-` around the month (`14-Nov-2023`, Netscape's form)
+/// and/or a two-digit year (`Tue, 14-Nov-23 22:43:20 GMT`): read at fixed
+/// positions instead of by tokenizing. It accepts only text whose tokens
+/// the general algorithm reads the same way (a weekday name, which is no
+/// month, number or time; `GMT`; the separators are delimiters), so both
+/// give the same date; a property test holds them to that.
 fn imf_fixdate(input: &[u8]) -> Option<DateFields> {
     const WEEKDAYS: [&[u8; 3]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];
-    let b: &[u8; 29] = input.try_into().ok()?;
+    let year_len = match input.len() {
+        29 => 4,
+        27 => 2,
+        _ => return None,
+    };
+    let b = input;
     let digits = |range: std::ops::Range<usize>| -> Option<u32> {
         b[range].iter().try_fold(0, |v, &d| d.is_ascii_digit().then(|| v * 10 + u32::from(d - b'0')))
     };
-    let layout = &b"___, __ ___ ____ __:__:__ GMT"[..];
-    let fixed = b.iter().zip(layout).all(|(&c, &want)| want == b'_' || c == want);
+    // Where the time starts: after `Www, DD-Mmm-` (12), the year and a space.
+    let t = 13 + year_len;
+    let fixed = b[3] == b','
+        && b[4] == b' '
+        && matches!(b[7], b' ' | b'-')
+        && matches!(b[11], b' ' | b'-')
+        && b[t - 1] == b' '
+        && b[t + 2] == b':'
+        && b[t + 5] == b':'
+        && &b[t + 8..] == b" GMT";
     if !fixed || !WEEKDAYS.iter().any(|w| b[..3] == w[..]) {
         return None;
     }
     let month = parse_month(&b[8..11])?;
-    let time = (digits(17..19)?, digits(20..22)?, digits(23..25)?);
-    Some((time, digits(5..7)?, month, digits(12..16)?))
+    let time = (digits(t..t + 2)?, digits(t + 3..t + 5)?, digits(t + 6..t + 8)?);
+    Some((time, digits(5..7)?, month, digits(12..12 + year_len)?))
 }
 
 /// Unix seconds of the fields [`parse_cookie_date`] found, or `None` for
@@ -1176,18 +1191,25 @@ pub(crate) mod props {
     }
 
     /// IMF-fixdate-shaped text: valid dates, and near misses (any weekday
-    /// or month spelling, out-of-range fields, other zones).
+    /// or month spelling, out-of-range fields, other zones), with spaces or
+    /// `-` around the month (or other delimiters), four- or two-digit years.
     fn imf_like() -> impl Strategy<Value = String> {
+        let sep = || prop_oneof![Just(' '), Just('-'), Just('/'), Just('x')];
         (
             prop_oneof![Just("Tue".to_string()), Just("Jan".to_string()), "[A-Za-z0-9]{3}"],
             0u32..40,
-            prop_oneof![Just("Nov".to_string()), Just("feb".to_string()), "[A-Za-z]{3}"],
-            prop_oneof![1600u32..2100, 0u32..100, 9990u32..10000],
+            (sep(), prop_oneof![Just("Nov".to_string()), Just("feb".to_string()), "[A-Za-z]{3}"], sep()),
+            prop_oneof![
+                (1600u32..2100).prop_map(|y| format!("{y:04}")),
+                (0u32..100).prop_map(|y| format!("{y:04}")),
+                (9990u32..10000).prop_map(|y| format!("{y:04}")),
+                (0u32..100).prop_map(|y| format!("{y:02}")),
+            ],
             (0u32..30, 0u32..70, 0u32..70),
             prop_oneof![Just("GMT"), Just("UTC"), Just("gmt")],
         )
-            .prop_map(|(w, d, m, y, (hh, mm, ss), z)| {
-                format!("{w}, {d:02} {m} {y:04} {hh:02}:{mm:02}:{ss:02} {z}")
+            .prop_map(|(w, d, (s1, m, s2), y, (hh, mm, ss), z)| {
+                format!("{w}, {d:02}{s1}{m}{s2}{y} {hh:02}:{mm:02}:{ss:02} {z}")
             })
     }
 
