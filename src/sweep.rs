@@ -158,11 +158,13 @@ fn targets<'a>(w: &'a Withdrawn, domains: &'a [&'a str]) -> impl Iterator<Item =
         .chain(host_only_root)
 }
 
-/// Slots of the per-thread memo of deletions (direct-mapped: a slot holds
-/// the last cookie that hashed to it).
-const MEMO_SLOTS: usize = 256;
+/// Sets of the per-thread memo of deletions, two cookies each (the one used
+/// last first): with one slot per hash, two of a request's cookies sharing
+/// one (~8 % of processes for 7 cookies, by the seed) evicted each other on
+/// every request.
+const MEMO_SETS: usize = 128;
 /// Deletions of one cookie longer than this in all are not memoized (bounds
-/// the memo: at most `MEMO_SLOTS` × this, plus keys, per thread).
+/// the memo: at most `2 × MEMO_SETS` × this, plus keys, per thread).
 const MEMO_MAX_BYTES: usize = 2048;
 
 /// The deletions built for one withdrawn cookie seen on one host, with
@@ -194,17 +196,17 @@ impl Memo {
 /// (a reference count each) instead of writing and validating ≈ 90 bytes
 /// per deletion again. Per thread, so no lock; it holds no policy state
 /// (the key is the deletion's whole input), so a reloaded policy cannot
-/// meet a stale entry. Its slots are chosen by a per-thread seeded hash,
+/// meet a stale entry. Its sets are chosen by a per-thread seeded hash,
 /// so which names evict which is not predictable from outside; an
 /// eviction only costs a rebuild.
 struct Memos {
     hasher: foldhash::fast::RandomState,
-    slots: Vec<Option<Memo>>,
+    sets: Vec<[Option<Memo>; 2]>,
 }
 
 thread_local! {
     static MEMOS: RefCell<Memos> =
-        RefCell::new(Memos { hasher: foldhash::fast::RandomState::default(), slots: Vec::new() });
+        RefCell::new(Memos { hasher: foldhash::fast::RandomState::default(), sets: Vec::new() });
 }
 
 /// Adds one deletion of the cookie whose deletions start at `first`
@@ -245,9 +247,17 @@ pub fn plan<'w>(
             // Deletions of another name differ (each starts with its name and
             // `=`, and names hold no `=`): only this name's are compared.
             let first = if withdrawn[..i].iter().any(|o| o.name == w.name) { 0 } else { sweep.headers.len() };
-            let slot = memos.hasher.hash_one((host, w.name.as_str(), w.domain.as_deref(), https)) as usize % MEMO_SLOTS;
-            if let Some(memo) = memos.slots.get(slot).and_then(Option::as_ref).filter(|m| m.is_for(w, host, https)) {
-                for value in &memo.values {
+            let set = memos.hasher.hash_one((host, w.name.as_str(), w.domain.as_deref(), https)) as usize % MEMO_SETS;
+            let way = memos.sets.get(set).and_then(|ways| {
+                ways.iter().position(|m| m.as_ref().is_some_and(|m| m.is_for(w, host, https)))
+            });
+            if let Some(way) = way {
+                let ways = &mut memos.sets[set];
+                // The one used last goes first: a miss evicts the other.
+                if way == 1 {
+                    ways.swap(0, 1);
+                }
+                for value in ways[0].iter().flat_map(|m| m.values.iter()) {
                     offer(&mut sweep, first, budget, value, &mut sent);
                 }
             } else {
@@ -266,10 +276,12 @@ pub fn plan<'w>(
                 // Only what building gives in full is memoized, so a hit
                 // sends (and logs) exactly what a rebuild would.
                 if writable && values.iter().map(HeaderValue::len).sum::<usize>() <= MEMO_MAX_BYTES {
-                    if memos.slots.is_empty() {
-                        memos.slots.resize_with(MEMO_SLOTS, || None);
+                    if memos.sets.is_empty() {
+                        memos.sets.resize_with(MEMO_SETS, || [None, None]);
                     }
-                    memos.slots[slot] = Some(Memo {
+                    let ways = &mut memos.sets[set];
+                    ways.swap(0, 1);
+                    ways[0] = Some(Memo {
                         https,
                         host: CompactString::from(host),
                         name: w.name.clone(),
