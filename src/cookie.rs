@@ -27,6 +27,17 @@ pub fn utf8_lossy(bytes: &[u8]) -> Cow<'_, str> {
     }
 }
 
+/// `part` (a subslice of the bytes `whole` was checked from) as text:
+/// borrowed from `whole` when that is UTF-8, since a part cut at ASCII
+/// bytes of a valid text is one; else [`utf8_lossy`] on the part alone.
+/// Callers check a header once instead of each name and domain in it.
+pub fn utf8_part<'a>(whole: Option<&'a str>, part: &'a [u8]) -> Cow<'a, str> {
+    match whole.and_then(|w| part_of(w, part)) {
+        Some(text) => Cow::Borrowed(text),
+        None => utf8_lossy(part),
+    }
+}
+
 /// One `name=value` pair as it appeared on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pair<'a> {
@@ -70,10 +81,18 @@ impl<'a> CookieJar<'a> {
     }
 
     fn extend(&mut self, bytes: &'a [u8]) {
+        // The header is checked once (one long check runs the ASCII fast
+        // path; a check per pair cost ~115 instructions each): its pairs,
+        // names and values are parts of it cut at ASCII bytes (`;`, `=`,
+        // spaces), so they are text too. A header that is not UTF-8 is
+        // checked pair by pair, and the pairs that are not are skipped.
+        let whole = std::str::from_utf8(bytes).ok();
         for pair in raw_pairs(bytes) {
-            // The pair is checked once; its name and value are parts of it
-            // cut at ASCII bytes (`=`, spaces), so they are text too.
-            let Ok(raw) = std::str::from_utf8(pair.raw) else {
+            let raw = match whole {
+                Some(whole) => part_of(whole, pair.raw),
+                None => std::str::from_utf8(pair.raw).ok(),
+            };
+            let Some(raw) = raw else {
                 continue;
             };
             let (Some(name), Some(value)) = (part_of(raw, pair.name), part_of(raw, pair.value)) else {
@@ -106,7 +125,7 @@ impl<'a> CookieJar<'a> {
 
 /// `part` (a subslice of `whole`'s bytes) as a `&str`, or `None` when it is
 /// not a part of `whole` or does not fall on character boundaries.
-fn part_of<'a>(whole: &'a str, part: &'a [u8]) -> Option<&'a str> {
+pub(crate) fn part_of<'a>(whole: &'a str, part: &'a [u8]) -> Option<&'a str> {
     if part.is_empty() {
         return Some("");
     }

@@ -32,7 +32,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::category::CategoryId;
 use crate::consent::Consent;
-use crate::cookie::{raw_pairs, utf8_lossy};
+use crate::cookie::{raw_pairs, utf8_part};
 use crate::decision::{Action, Decision, Decisions, Item};
 use crate::policy::{CookieBasis, Mode, Policy};
 
@@ -82,8 +82,11 @@ pub fn filter_request(
     let domain = CompactString::from(host);
     for value in headers.get_all(COOKIE) {
         let mut refused_here = false;
+        // Checked once per header, not per name (as the jar does): a name
+        // is a part of it cut at ASCII bytes, so text when the header is.
+        let whole = std::str::from_utf8(value.as_bytes()).ok();
         for pair in raw_pairs(value.as_bytes()) {
-            let name = utf8_lossy(pair.name);
+            let name = utf8_part(whole, pair.name);
             let (category, basis) = policy.classify_cookie(&name, host);
             let allowed = policy.cookie_allowed(category, consent.granted);
             allowed_pairs.push(allowed);
@@ -493,7 +496,7 @@ mod props {
             prop_assert_eq!(input.len() - output.len(), d.iter().filter(|d| d.action == Action::Block).count());
             // Nothing refused is left.
             for pair in h.get_all(COOKIE).iter().flat_map(|v| raw_pairs(v.as_bytes()).collect::<Vec<_>>()) {
-                let name = utf8_lossy(pair.name);
+                let name = crate::cookie::utf8_lossy(pair.name);
                 let (category, _) = p.classify_cookie(&name, "www.example.com");
                 prop_assert!(p.cookie_allowed(category, c.granted));
             }

@@ -133,6 +133,9 @@ pub fn judge_set_cookie(value: &HeaderValue, cx: &ResponseContext<'_>, now: i64)
             return (Verdict::Drop, decision);
         }
     };
+    // Name and domain are checked on their own: one check of the whole
+    // header (as the request filter does per `Cookie` header) measured
+    // ~0.5 k instructions more per 30 headers than these two short ones.
     let name = utf8_lossy(cookie.name());
     let domain: Cow<'_, str> = match cookie.domain() {
         // Lower case already nearly always: then it is borrowed, not copied.
