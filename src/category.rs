@@ -174,8 +174,12 @@ impl Categories {
     /// The names of the categories in `set`, comma separated
     /// (`necessary,analytics`), as used in headers and logs.
     pub fn names(&self, set: CategorySet) -> String {
-        let mut out = String::new();
-        for id in set.iter().filter(|id| id.index() < self.list.len()) {
+        let ids = || set.iter().filter(|id| id.index() < self.list.len());
+        // Sized exactly (names and commas): built once per request for the
+        // consent header, whose value then takes the buffer as it is.
+        let len = ids().map(|id| self.name(id).len() + 1).sum::<usize>().saturating_sub(1);
+        let mut out = String::with_capacity(len);
+        for id in ids() {
             if !out.is_empty() {
                 out.push(',');
             }

@@ -287,8 +287,17 @@ struct PatternSet {
     /// it (itself included), in rule order. The longest prefix of a name in
     /// the set determines all the others, so one anchored search suffices.
     prefix_rules: Vec<Vec<usize>>,
+    /// The first bytes of the prefixes, as a bit set: a name starting with
+    /// none of them cannot match one, and skips the automaton (most names:
+    /// a policy's own globs are few).
+    prefix_starts: [u64; 4],
     others: Option<RegexSet>,
     other_rules: Vec<usize>,
+}
+
+/// Whether byte `b` is in the bit set `set`.
+fn has_byte(set: &[u64; 4], b: u8) -> bool {
+    set[usize::from(b >> 6)] & (1 << (b & 63)) != 0
 }
 
 #[derive(Default)]
@@ -347,7 +356,11 @@ impl PatternSetBuilder {
         } else {
             Some(RegexSet::new(&self.others).map_err(|e| format!("cookie patterns: {e}"))?)
         };
-        Ok(PatternSet { prefixes, prefix_rules, others, other_rules: self.other_rules })
+        let mut prefix_starts = [0u64; 4];
+        for b in distinct.iter().filter_map(|p| p.bytes().next()) {
+            prefix_starts[usize::from(b >> 6)] |= 1 << (b & 63);
+        }
+        Ok(PatternSet { prefixes, prefix_rules, prefix_starts, others, other_rules: self.other_rules })
     }
 }
 
@@ -356,7 +369,9 @@ impl PatternSet {
     /// applies to `domain`.
     fn first(&self, rules: &[CookieRule], name: &str, domain: &str) -> Option<usize> {
         let mut best: Option<usize> = None;
-        if let Some(ac) = &self.prefixes {
+        if let Some(ac) = &self.prefixes
+            && name.bytes().next().is_some_and(|b| has_byte(&self.prefix_starts, b))
+        {
             let input = aho_corasick::Input::new(name).anchored(aho_corasick::Anchored::Yes);
             if let Some(m) = ac.find(input) {
                 best = self.prefix_rules[m.pattern().as_usize()]

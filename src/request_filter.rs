@@ -32,7 +32,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::category::CategoryId;
 use crate::consent::Consent;
-use crate::cookie::{raw_pairs, utf8_lossy};
+use crate::cookie::{raw_pairs, utf8_part};
 use crate::decision::{Action, Decision, Decisions, Item};
 use crate::policy::{CookieBasis, Mode, Policy};
 
@@ -74,18 +74,24 @@ pub fn filter_request(
     let mut withdrawn: Vec<Withdrawn> = Vec::new();
     // Per `Cookie` header, in order: whether any of its pairs is refused.
     // Only the (rare) headers that lose a pair are rebuilt.
-    let mut refused_in: Vec<bool> = Vec::new();
+    let mut refused_in: Vec<bool> = Vec::with_capacity(4);
     // Every pair's verdict, in order, so a rebuild does not classify again.
-    let mut allowed_pairs: Vec<bool> = Vec::new();
+    // Sized for a typical request rather than grown from nothing.
+    let mut allowed_pairs: Vec<bool> = Vec::with_capacity(32);
+    // Every decision's domain: built once, cloned (inline, a copy) per pair.
+    let domain = CompactString::from(host);
     for value in headers.get_all(COOKIE) {
         let mut refused_here = false;
+        // Checked once per header, not per name (as the jar does): a name
+        // is a part of it cut at ASCII bytes, so text when the header is.
+        let whole = std::str::from_utf8(value.as_bytes()).ok();
         for pair in raw_pairs(value.as_bytes()) {
-            let name = utf8_lossy(pair.name);
+            let name = utf8_part(whole, pair.name);
             let (category, basis) = policy.classify_cookie(&name, host);
             let allowed = policy.cookie_allowed(category, consent.granted);
             allowed_pairs.push(allowed);
             let gpc = !allowed && consent.refused_by_gpc(category);
-            record(decisions, &name, host, category, allowed, gpc, &basis);
+            record(decisions, &name, &domain, category, allowed, gpc, &basis);
             if allowed {
                 continue;
             }
@@ -116,7 +122,9 @@ pub fn filter_request(
         let names = policy.categories.names(consent.granted);
         // Category names are letters, digits, `-` and `_` (checked when the
         // policy compiles), so this cannot fail; `necessary` is the fallback.
-        let value = HeaderValue::from_str(&names).unwrap_or(HeaderValue::from_static("necessary"));
+        // The value takes the string's buffer rather than a copy.
+        let value = HeaderValue::from_maybe_shared(bytes::Bytes::from(names.into_bytes()))
+            .unwrap_or(HeaderValue::from_static("necessary"));
         headers.insert(CONSENT_HEADER, value);
     }
     withdrawn
@@ -125,7 +133,7 @@ pub fn filter_request(
 fn record(
     decisions: &mut Decisions,
     name: &str,
-    host: &str,
+    host: &CompactString,
     category: Option<CategoryId>,
     allowed: bool,
     gpc: bool,
@@ -145,7 +153,7 @@ fn record(
     decisions.push(Decision {
         item: Item::RequestCookie,
         name: name.into(),
-        domain: host.into(),
+        domain: host.clone(),
         category,
         action,
         rule,
@@ -488,7 +496,7 @@ mod props {
             prop_assert_eq!(input.len() - output.len(), d.iter().filter(|d| d.action == Action::Block).count());
             // Nothing refused is left.
             for pair in h.get_all(COOKIE).iter().flat_map(|v| raw_pairs(v.as_bytes()).collect::<Vec<_>>()) {
-                let name = utf8_lossy(pair.name);
+                let name = crate::cookie::utf8_lossy(pair.name);
                 let (category, _) = p.classify_cookie(&name, "www.example.com");
                 prop_assert!(p.cookie_allowed(category, c.granted));
             }

@@ -133,6 +133,9 @@ pub fn judge_set_cookie(value: &HeaderValue, cx: &ResponseContext<'_>, now: i64)
             return (Verdict::Drop, decision);
         }
     };
+    // Name and domain are checked on their own: one check of the whole
+    // header (as the request filter does per `Cookie` header) measured
+    // ~0.5 k instructions more per 30 headers than these two short ones.
     let name = utf8_lossy(cookie.name());
     let domain: Cow<'_, str> = match cookie.domain() {
         // Lower case already nearly always: then it is borrowed, not copied.
@@ -288,9 +291,7 @@ pub fn filter_response(
     }
     let sweeping = !sweep.headers.is_empty();
     if enforce {
-        for value in sweep.headers {
-            headers.append(SET_COOKIE, value);
-        }
+        append_all(headers, SET_COOKIE, sweep.headers);
     }
 
     // 3. Report (report-only) and Vary.
@@ -352,16 +353,31 @@ fn record_sweep(
 
 /// Replaces the `Set-Cookie` headers by the verdicts' outcome, in order.
 fn apply(headers: &mut HeaderMap, verdicts: Vec<Verdict>) {
-    let old: Vec<HeaderValue> = match headers.entry(SET_COOKIE) {
-        http::header::Entry::Occupied(entry) => entry.remove_entry_mult().1.collect(),
+    let mut old: Vec<HeaderValue> = Vec::with_capacity(verdicts.len());
+    match headers.entry(SET_COOKIE) {
+        http::header::Entry::Occupied(entry) => old.extend(entry.remove_entry_mult().1),
         http::header::Entry::Vacant(_) => return,
-    };
-    for (value, verdict) in old.into_iter().zip(verdicts) {
-        match verdict {
-            Verdict::Keep => headers.append(SET_COOKIE, value),
-            Verdict::Replace(new) => headers.append(SET_COOKIE, new),
-            Verdict::Drop => false,
-        };
+    }
+    let kept = old.into_iter().zip(verdicts).filter_map(|(value, verdict)| match verdict {
+        Verdict::Keep => Some(value),
+        Verdict::Replace(new) => Some(new),
+        Verdict::Drop => None,
+    });
+    append_all(headers, SET_COOKIE, kept);
+}
+
+/// Appends `values` to the header `name`, in order, finding (or adding)
+/// its entry once rather than hashing the name for every value.
+fn append_all(headers: &mut HeaderMap, name: HeaderName, values: impl IntoIterator<Item = HeaderValue>) {
+    let mut values = values.into_iter();
+    match headers.entry(name) {
+        http::header::Entry::Occupied(mut entry) => values.for_each(|v| entry.append(v)),
+        http::header::Entry::Vacant(entry) => {
+            if let Some(first) = values.next() {
+                let mut entry = entry.insert_entry(first);
+                values.for_each(|v| entry.append(v));
+            }
+        }
     }
 }
 

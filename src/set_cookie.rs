@@ -106,8 +106,84 @@ fn trim(s: &[u8], mut range: Range<usize>) -> Range<usize> {
 }
 
 /// A control character that invalidates a cookie: %x00-08 / %x0A-1F / %x7F.
-fn is_forbidden_ctl(b: u8) -> bool {
+const fn is_forbidden_ctl(b: u8) -> bool {
     (b < 0x20 && b != b'\t') || b == 0x7f
+}
+
+/// What [`SetCookie::parse`]'s one pass stops at: the byte classes of
+/// [`CLASS`]. Every other byte is part of a name or value.
+const SEMICOLON: u8 = 1;
+const EQUALS: u8 = 2;
+const FORBIDDEN: u8 = 3;
+
+/// The class of every byte, so the scan costs one table look-up per byte.
+static CLASS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = match b as u8 {
+            b';' => SEMICOLON,
+            b'=' => EQUALS,
+            c if is_forbidden_ctl(c) => FORBIDDEN,
+            _ => 0,
+        };
+        b += 1;
+    }
+    table
+};
+
+/// Bytes of `word` that may be `;`, `=` or a control character: the high
+/// bit of each such byte is set, always for the first one (bytes after a
+/// match may be flagged falsely, so each is looked up in [`CLASS`]).
+fn candidates(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Bytes below `n` (n <= 0x80), and bytes equal to `b`.
+    let below = |n: u64| word.wrapping_sub(ONES * n) & !word & HIGH;
+    let equal = |b: u8| {
+        let x = word ^ (ONES * u64::from(b));
+        x.wrapping_sub(ONES) & !x & HIGH
+    };
+    below(0x20) | equal(b';') | equal(b'=') | equal(0x7f)
+}
+
+/// The segment of `raw` from `start` to the next `;` (or the end): where
+/// it ends and where its first `=` is. `Err` at a forbidden control
+/// character. Together with [`SetCookie::parse`]'s loop this looks at
+/// every byte of the header once, and is the control-character check too:
+/// eight bytes at a time, and only the bytes [`candidates`] flags one by
+/// one.
+fn scan_segment(raw: &[u8], start: usize) -> Result<(usize, Option<usize>), Invalid> {
+    let mut eq = None;
+    let mut at = start;
+    let look = |i: usize, eq: &mut Option<usize>| match CLASS[usize::from(raw[i])] {
+        0 => None,
+        SEMICOLON => Some(Ok(i)),
+        EQUALS => {
+            if eq.is_none() {
+                *eq = Some(i);
+            }
+            None
+        }
+        _ => Some(Err(Invalid::ControlCharacter)),
+    };
+    while let Some(chunk) = raw.get(at..at + 8) {
+        let mut flagged = candidates(u64::from_le_bytes(chunk.try_into().unwrap()));
+        while flagged != 0 {
+            let i = at + flagged.trailing_zeros() as usize / 8;
+            flagged &= flagged - 1;
+            if let Some(end) = look(i, &mut eq) {
+                return end.map(|end| (end, eq));
+            }
+        }
+        at += 8;
+    }
+    for i in at..raw.len() {
+        if let Some(end) = look(i, &mut eq) {
+            return end.map(|end| (end, eq));
+        }
+    }
+    Ok((raw.len(), eq))
 }
 
 /// One `; name=value` attribute, as byte ranges into the header value.
@@ -119,8 +195,8 @@ pub struct Attribute {
     pub value: Range<usize>,
 }
 
-/// The index of the first `;` in `raw` at or after `pos`, or `raw.len()`.
-/// Every `Set-Cookie` byte after the name is looked at here.
+/// The index of the first `;` in `raw` at or after `pos`, or `raw.len()`,
+/// for [`attributes`] (the edits walk a kept cookie's attributes again).
 fn find_semicolon(raw: &[u8], pos: usize) -> usize {
     raw.get(pos..).and_then(|rest| memchr::memchr(b';', rest)).map_or(raw.len(), |i| pos + i)
 }
@@ -173,21 +249,64 @@ enum Known {
     Other,
 }
 
-fn known(name: &[u8]) -> Known {
-    // Dispatch on length and first letter first (`| 0x20` lower-cases an
-    // ASCII letter): most headers carry five or six attributes and this
-    // keeps the comparison to at most one `eq_ignore_ascii_case`.
-    let Some(&first) = name.first() else {
+/// `name` (at most eight bytes) as a little-endian word, each byte
+/// `| 0x20`: an ASCII letter lower-cased, and never a zero byte, so names
+/// of different lengths give different words.
+const fn folded_word(name: &[u8]) -> u64 {
+    let mut w = 0u64;
+    let mut i = 0;
+    while i < name.len() {
+        w |= ((name[i] | 0x20) as u64) << (8 * i);
+        i += 1;
+    }
+    w
+}
+
+/// Which attribute the name `raw[name]` denotes (case-insensitively).
+fn known_at(raw: &[u8], name: Range<usize>) -> Known {
+    let len = name.len();
+    if !(4..=8).contains(&len) {
         return Known::Other;
+    }
+    // The name's bytes as one word, read with whatever follows it when
+    // eight bytes are there (then masked off), else byte by byte.
+    let word = match raw.get(name.start..name.start + 8) {
+        Some(eight) => {
+            let mask = u64::MAX >> (64 - 8 * len);
+            u64::from_le_bytes(eight.try_into().unwrap()) & mask | (0x2020_2020_2020_2020 & mask)
+        }
+        None => folded_word(&raw[name.clone()]),
     };
-    match (name.len(), first | 0x20) {
-        (4, b'p') if name.eq_ignore_ascii_case(b"path") => Known::Path,
-        (6, b'd') if name.eq_ignore_ascii_case(b"domain") => Known::Domain,
-        (6, b's') if name.eq_ignore_ascii_case(b"secure") => Known::Secure,
-        (7, b'e') if name.eq_ignore_ascii_case(b"expires") => Known::Expires,
-        (7, b'm') if name.eq_ignore_ascii_case(b"max-age") => Known::MaxAge,
-        (8, b'h') if name.eq_ignore_ascii_case(b"httponly") => Known::HttpOnly,
-        (8, b's') if name.eq_ignore_ascii_case(b"samesite") => Known::SameSite,
+    known_word(word, &raw[name])
+}
+
+fn known(name: &[u8]) -> Known {
+    if !(4..=8).contains(&name.len()) {
+        return Known::Other;
+    }
+    known_word(folded_word(name), name)
+}
+
+/// [`known`] of `name`, given its [`folded_word`].
+fn known_word(word: u64, name: &[u8]) -> Known {
+    const PATH: u64 = folded_word(b"path");
+    const DOMAIN: u64 = folded_word(b"domain");
+    const SECURE: u64 = folded_word(b"secure");
+    const EXPIRES: u64 = folded_word(b"expires");
+    const MAX_AGE: u64 = folded_word(b"max-age");
+    const HTTPONLY: u64 = folded_word(b"httponly");
+    const SAMESITE: u64 = folded_word(b"samesite");
+    // One word compare instead of `eq_ignore_ascii_case`: `| 0x20` maps a
+    // byte onto a letter only from that letter's two cases, so for the
+    // letters this is exact; onto `-` it also maps CR, hence the check.
+    match word {
+        PATH => Known::Path,
+        DOMAIN => Known::Domain,
+        SECURE => Known::Secure,
+        EXPIRES => Known::Expires,
+        MAX_AGE if name[3] == b'-' => Known::MaxAge,
+        HTTPONLY => Known::HttpOnly,
+        SAMESITE => Known::SameSite,
         _ => Known::Other,
     }
 }
@@ -209,22 +328,29 @@ pub fn parse_max_age(value: &[u8]) -> Option<i64> {
 
 impl<'a> SetCookie<'a> {
     /// Parses one header value. `Err` means a browser would ignore it.
+    ///
+    /// One pass over the bytes ([`scan_segment`] per `;`-separated
+    /// segment), which splits the pair and the attributes as [`attributes`]
+    /// does and finds control characters on the way (a property test holds
+    /// it to the separate check and iterator it replaces).
     pub fn parse(raw: &'a [u8]) -> Result<SetCookie<'a>, Invalid> {
-        // No early exit: this form compiles to a vector loop.
-        if raw.iter().fold(false, |bad, &b| bad | is_forbidden_ctl(b)) {
-            return Err(Invalid::ControlCharacter);
-        }
-        let pair_end = find_semicolon(raw, 0);
-        let (name, value) = match raw[..pair_end].iter().position(|&b| b == b'=') {
+        let (pair_end, eq) = scan_segment(raw, 0)?;
+        let (name, value) = match eq {
             Some(eq) => (trim(raw, 0..eq), trim(raw, eq + 1..pair_end)),
             // No `=`: a nameless cookie whose value is the whole pair.
             None => (0..0, trim(raw, 0..pair_end)),
         };
-        if name.is_empty() && value.is_empty() {
-            return Err(Invalid::Empty);
-        }
-        if name.len() + value.len() > MAX_NAME_VALUE {
-            return Err(Invalid::TooLong);
+        let unusable = if name.is_empty() && value.is_empty() {
+            Some(Invalid::Empty)
+        } else if name.len() + value.len() > MAX_NAME_VALUE {
+            Some(Invalid::TooLong)
+        } else {
+            None
+        };
+        if let Some(why) = unusable {
+            // A control character anywhere is the reason given first.
+            let ctl = raw[pair_end..].iter().any(|&b| is_forbidden_ctl(b));
+            return Err(if ctl { Invalid::ControlCharacter } else { why });
         }
         let mut cookie = SetCookie {
             raw,
@@ -240,33 +366,50 @@ impl<'a> SetCookie<'a> {
             http_only: false,
             same_site: None,
         };
-        for attr in attributes_after(raw, pair_end) {
-            if attr.value.len() > MAX_ATTRIBUTE_VALUE {
+        // `pos` is at a `;` (or the end).
+        let mut pos = pair_end;
+        while pos < raw.len() {
+            let start = pos + 1;
+            let (end, eq) = scan_segment(raw, start)?;
+            pos = end;
+            let (name, value) = match eq {
+                Some(eq) => (trim(raw, start..eq), trim(raw, eq + 1..end)),
+                None => {
+                    let name = trim(raw, start..end);
+                    (name.clone(), name.end..name.end)
+                }
+            };
+            // An empty name (`;;`, `; =x`) matches no attribute.
+            if name.is_empty() || value.len() > MAX_ATTRIBUTE_VALUE {
                 continue;
             }
-            let value = &raw[attr.value];
-            match known(&raw[attr.name]) {
-                Known::Expires => {
-                    if let Some(t) = parse_cookie_date(value) {
-                        cookie.expires = Some(t);
-                        cookie.expires_peak = cookie.expires_peak.max(Some(t));
-                    }
-                }
-                Known::MaxAge => {
-                    if let Some(n) = parse_max_age(value) {
-                        cookie.max_age = Some(n);
-                        cookie.max_age_peak = cookie.max_age_peak.max(Some(n));
-                    }
-                }
-                Known::Domain => cookie.domain = Some(value),
-                Known::Path => cookie.path = Some(value),
-                Known::Secure => cookie.secure = true,
-                Known::HttpOnly => cookie.http_only = true,
-                Known::SameSite => cookie.same_site = Some(value),
-                Known::Other => {}
-            }
+            cookie.set(known_at(raw, name), &raw[value]);
         }
         Ok(cookie)
+    }
+
+    /// Records one attribute: for each, the last valid one wins.
+    fn set(&mut self, attribute: Known, value: &'a [u8]) {
+        match attribute {
+            Known::Expires => {
+                if let Some(t) = parse_cookie_date(value) {
+                    self.expires = Some(t);
+                    self.expires_peak = self.expires_peak.max(Some(t));
+                }
+            }
+            Known::MaxAge => {
+                if let Some(n) = parse_max_age(value) {
+                    self.max_age = Some(n);
+                    self.max_age_peak = self.max_age_peak.max(Some(n));
+                }
+            }
+            Known::Domain => self.domain = Some(value),
+            Known::Path => self.path = Some(value),
+            Known::Secure => self.secure = true,
+            Known::HttpOnly => self.http_only = true,
+            Known::SameSite => self.same_site = Some(value),
+            Known::Other => {}
+        }
     }
 
     /// The whole header value, as received.
@@ -625,25 +768,40 @@ type DateFields = ((u32, u32, u32), u32, u32, u32);
 
 /// The fields the algorithm above finds (time, day of month, month, year
 /// as written), when `input` is exactly an IMF-fixdate
-/// (`Tue, 14 Nov 2023 22:13:20 GMT`, what nearly every server sends):
-/// read at fixed positions instead of by tokenizing. It accepts only text
-/// whose tokens the general algorithm reads the same way (a weekday name,
-/// which is no month, number or time; `GMT`), so both give the same date;
-/// a property test holds them to that.
+/// (`Tue, 14 Nov 2023 22:13:20 GMT`, what nearly every server sends), or
+/// the same with `-` around the month (`14-Nov-2023`, Netscape's form)
+/// and/or a two-digit year (`Tue, 14-Nov-23 22:43:20 GMT`): read at fixed
+/// positions instead of by tokenizing. It accepts only text whose tokens
+/// the general algorithm reads the same way (a weekday name, which is no
+/// month, number or time; `GMT`; the separators are delimiters), so both
+/// give the same date; a property test holds them to that.
 fn imf_fixdate(input: &[u8]) -> Option<DateFields> {
     const WEEKDAYS: [&[u8; 3]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];
-    let b: &[u8; 29] = input.try_into().ok()?;
+    let year_len = match input.len() {
+        29 => 4,
+        27 => 2,
+        _ => return None,
+    };
+    let b = input;
     let digits = |range: std::ops::Range<usize>| -> Option<u32> {
         b[range].iter().try_fold(0, |v, &d| d.is_ascii_digit().then(|| v * 10 + u32::from(d - b'0')))
     };
-    let layout = &b"___, __ ___ ____ __:__:__ GMT"[..];
-    let fixed = b.iter().zip(layout).all(|(&c, &want)| want == b'_' || c == want);
+    // Where the time starts: after `Www, DD-Mmm-` (12), the year and a space.
+    let t = 13 + year_len;
+    let fixed = b[3] == b','
+        && b[4] == b' '
+        && matches!(b[7], b' ' | b'-')
+        && matches!(b[11], b' ' | b'-')
+        && b[t - 1] == b' '
+        && b[t + 2] == b':'
+        && b[t + 5] == b':'
+        && &b[t + 8..] == b" GMT";
     if !fixed || !WEEKDAYS.iter().any(|w| b[..3] == w[..]) {
         return None;
     }
     let month = parse_month(&b[8..11])?;
-    let time = (digits(17..19)?, digits(20..22)?, digits(23..25)?);
-    Some((time, digits(5..7)?, month, digits(12..16)?))
+    let time = (digits(t..t + 2)?, digits(t + 3..t + 5)?, digits(t + 6..t + 8)?);
+    Some((time, digits(5..7)?, month, digits(12..12 + year_len)?))
 }
 
 /// Unix seconds of the fields [`parse_cookie_date`] found, or `None` for
@@ -1033,18 +1191,25 @@ pub(crate) mod props {
     }
 
     /// IMF-fixdate-shaped text: valid dates, and near misses (any weekday
-    /// or month spelling, out-of-range fields, other zones).
+    /// or month spelling, out-of-range fields, other zones), with spaces or
+    /// `-` around the month (or other delimiters), four- or two-digit years.
     fn imf_like() -> impl Strategy<Value = String> {
+        let sep = || prop_oneof![Just(' '), Just('-'), Just('/'), Just('x')];
         (
             prop_oneof![Just("Tue".to_string()), Just("Jan".to_string()), "[A-Za-z0-9]{3}"],
             0u32..40,
-            prop_oneof![Just("Nov".to_string()), Just("feb".to_string()), "[A-Za-z]{3}"],
-            prop_oneof![1600u32..2100, 0u32..100, 9990u32..10000],
+            (sep(), prop_oneof![Just("Nov".to_string()), Just("feb".to_string()), "[A-Za-z]{3}"], sep()),
+            prop_oneof![
+                (1600u32..2100).prop_map(|y| format!("{y:04}")),
+                (0u32..100).prop_map(|y| format!("{y:04}")),
+                (9990u32..10000).prop_map(|y| format!("{y:04}")),
+                (0u32..100).prop_map(|y| format!("{y:02}")),
+            ],
             (0u32..30, 0u32..70, 0u32..70),
             prop_oneof![Just("GMT"), Just("UTC"), Just("gmt")],
         )
-            .prop_map(|(w, d, m, y, (hh, mm, ss), z)| {
-                format!("{w}, {d:02} {m} {y:04} {hh:02}:{mm:02}:{ss:02} {z}")
+            .prop_map(|(w, d, (s1, m, s2), y, (hh, mm, ss), z)| {
+                format!("{w}, {d:02}{s1}{m}{s2}{y} {hh:02}:{mm:02}:{ss:02} {z}")
             })
     }
 
@@ -1092,6 +1257,45 @@ pub(crate) mod props {
         }
     }
 
+    /// [`SetCookie::parse`] as it was before the one-pass scan: a separate
+    /// control-character check, then [`attributes`].
+    fn parse_in_passes(raw: &[u8]) -> Result<SetCookie<'_>, Invalid> {
+        if raw.iter().any(|&b| is_forbidden_ctl(b)) {
+            return Err(Invalid::ControlCharacter);
+        }
+        let pair_end = find_semicolon(raw, 0);
+        let (name, value) = match raw[..pair_end].iter().position(|&b| b == b'=') {
+            Some(eq) => (trim(raw, 0..eq), trim(raw, eq + 1..pair_end)),
+            None => (0..0, trim(raw, 0..pair_end)),
+        };
+        if name.is_empty() && value.is_empty() {
+            return Err(Invalid::Empty);
+        }
+        if name.len() + value.len() > MAX_NAME_VALUE {
+            return Err(Invalid::TooLong);
+        }
+        let mut cookie = SetCookie {
+            raw,
+            name: &raw[name],
+            value: &raw[value],
+            domain: None,
+            path: None,
+            max_age: None,
+            expires: None,
+            max_age_peak: None,
+            expires_peak: None,
+            secure: false,
+            http_only: false,
+            same_site: None,
+        };
+        for attr in attributes(raw) {
+            if attr.value.len() <= MAX_ATTRIBUTE_VALUE {
+                cookie.set(known_plain(&raw[attr.name]), &raw[attr.value]);
+            }
+        }
+        Ok(cookie)
+    }
+
     proptest! {
         /// The word-at-a-time `;` scan splits every header as the byte loop
         /// did, whatever the bytes (`;` and `=` made frequent).
@@ -1106,6 +1310,39 @@ pub(crate) mod props {
             }
         }
 
+        /// The one-pass parser reads every header as the separate control
+        /// check and attribute iterator did: the same cookie, or the same
+        /// reason to ignore it (control characters, `;` and `=` frequent).
+        #[test]
+        fn one_pass_parse_agrees_with_the_passes(bytes in proptest::collection::vec(
+            prop_oneof![Just(b';'), Just(b'='), Just(b' '), Just(b'\t'), Just(0x7f), Just(b'\r'), any::<u8>(),
+                any::<u8>(), any::<u8>()], 0..120)
+        ) {
+            prop_assert_eq!(SetCookie::parse(&bytes), parse_in_passes(&bytes));
+        }
+
+        #[test]
+        fn one_pass_parse_agrees_on_real_headers(s in set_cookie_value(), junk in proptest::option::of(
+            (0usize..80, prop_oneof![Just(0u8), Just(b'\n'), Just(0x7f), Just(b'\t'), Just(b';')]))
+        ) {
+            let mut bytes = s.into_bytes();
+            if let Some((at, b)) = junk {
+                bytes.insert(at.min(bytes.len()), b);
+            }
+            prop_assert_eq!(SetCookie::parse(&bytes), parse_in_passes(&bytes));
+        }
+
+        /// Long pairs: over 4096 bytes is ignored, unless a control
+        /// character (reported first) comes later.
+        #[test]
+        fn one_pass_parse_agrees_on_long_pairs(len in 4090usize..4100, ctl in any::<bool>()) {
+            let mut bytes = format!("n={}; Path=/", "v".repeat(len)).into_bytes();
+            if ctl {
+                bytes.push(0x01);
+            }
+            prop_assert_eq!(SetCookie::parse(&bytes), parse_in_passes(&bytes));
+        }
+
         /// Attribute names are recognised as before, in any case.
         #[test]
         fn attribute_names_are_recognised_as_before(name in prop_oneof![
@@ -1114,6 +1351,11 @@ pub(crate) mod props {
             proptest::collection::vec(any::<u8>(), 0..9).prop_map(|v| String::from_utf8_lossy(&v).into_owned()),
         ]) {
             prop_assert_eq!(known(name.as_bytes()), known_plain(name.as_bytes()), "{:?}", name);
+            // Read in place, with bytes after it (or none).
+            for tail in [&b""[..], b"=", b"=Lax; Secure", b"\xff\xff\xff\xff\xff\xff\xff\xff"] {
+                let raw = [b"; ", name.as_bytes(), tail].concat();
+                prop_assert_eq!(known_at(&raw, 2..2 + name.len()), known_plain(name.as_bytes()), "{:?}", raw);
+            }
         }
 
         #[test]
