@@ -327,6 +327,24 @@ pub fn parse_max_age(value: &[u8]) -> Option<i64> {
 }
 
 impl<'a> SetCookie<'a> {
+    /// A cookie with its name and value and no attribute yet.
+    fn bare(raw: &'a [u8], name: &'a [u8], value: &'a [u8]) -> SetCookie<'a> {
+        SetCookie {
+            raw,
+            name,
+            value,
+            domain: None,
+            path: None,
+            max_age: None,
+            expires: None,
+            max_age_peak: None,
+            expires_peak: None,
+            secure: false,
+            http_only: false,
+            same_site: None,
+        }
+    }
+
     /// Parses one header value. `Err` means a browser would ignore it.
     ///
     /// One pass over the bytes ([`scan_segment`] per `;`-separated
@@ -352,20 +370,7 @@ impl<'a> SetCookie<'a> {
             let ctl = raw[pair_end..].iter().any(|&b| is_forbidden_ctl(b));
             return Err(if ctl { Invalid::ControlCharacter } else { why });
         }
-        let mut cookie = SetCookie {
-            raw,
-            name: &raw[name],
-            value: &raw[value],
-            domain: None,
-            path: None,
-            max_age: None,
-            expires: None,
-            max_age_peak: None,
-            expires_peak: None,
-            secure: false,
-            http_only: false,
-            same_site: None,
-        };
+        let mut cookie = SetCookie::bare(raw, &raw[name], &raw[value]);
         // `pos` is at a `;` (or the end).
         let mut pos = pair_end;
         while pos < raw.len() {
@@ -1274,20 +1279,7 @@ pub(crate) mod props {
         if name.len() + value.len() > MAX_NAME_VALUE {
             return Err(Invalid::TooLong);
         }
-        let mut cookie = SetCookie {
-            raw,
-            name: &raw[name],
-            value: &raw[value],
-            domain: None,
-            path: None,
-            max_age: None,
-            expires: None,
-            max_age_peak: None,
-            expires_peak: None,
-            secure: false,
-            http_only: false,
-            same_site: None,
-        };
+        let mut cookie = SetCookie::bare(raw, &raw[name], &raw[value]);
         for attr in attributes(raw) {
             if attr.value.len() <= MAX_ATTRIBUTE_VALUE {
                 cookie.set(known_plain(&raw[attr.name]), &raw[attr.value]);
