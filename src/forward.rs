@@ -94,18 +94,18 @@ impl CaBundle {
 /// response head stays bounded by [`ORIGIN_MAX_BUF`].
 const ORIGIN_MAX_HEADERS: usize = 2_000;
 
-/// The most an origin connection reads at once, and so the largest
-/// response head (nginx's default `proxy_buffer_size` is 4-8 KB; this is
-/// the default `max_header_bytes` the proxy accepts from clients).
+/// The largest response head an origin may send (nginx's default
+/// `proxy_buffer_size` is 4-8 KB; this is the default `max_header_bytes`
+/// the proxy accepts from clients: a legacy page with a few hundred cookies
+/// sends 40 KB).
 ///
-/// hyper's default is about 400 KB, and its read buffer grows to that on a
-/// fast origin: each body chunk handed to the client side was then up to
-/// 400 KB, and a slow client held a few of them (one being read, one in the
-/// body channel, one queued to write): 2.1 MB of RSS per slow stream, 0.5 MB
-/// with 64 KiB (BENCHMARKS.md). 32 KiB halved that again but would make
-/// response heads over 32 KiB fail whenever they arrive in small reads (a
-/// legacy page with a few hundred cookies sends 40 KB), so heads keep the
-/// same guaranteed limit as requests.
+/// Upstream hyper also used this as the size its reads grow to: with
+/// hyper's default of about 400 KB, each body chunk handed to the client
+/// side was up to 400 KB, and a slow client held a few of them (one being
+/// read, one in the body channel, one queued to write): 2.1 MB of RSS per
+/// slow stream, about 300 KB at 64 KiB. The patched hyper (vendor/hyper)
+/// reads at most 16 KiB at once, whatever this limit, and queues at most
+/// 16 KiB to write: about 64 KB per slow stream (BENCHMARKS.md).
 const ORIGIN_MAX_BUF: usize = 64 * 1024;
 
 /// Idle keep-alive connections kept per origin (hyper's default is

@@ -497,8 +497,9 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for H2Guard<I> {
     /// HTTP/1 asks once, when it builds the connection, which is after the
     /// first bytes were read (so the mode is known): without vectored
     /// writes it copies every body chunk into one buffer of its own, which
-    /// grows to the largest chunk (the origin side reads up to 64 KiB at a
-    /// time) and keeps that size for the connection's life.
+    /// grows to the largest chunk (from an HTTP/2 origin, or another
+    /// body, as large as it sends them) and keeps that size for the
+    /// connection's life.
     fn is_write_vectored(&self) -> bool {
         self.mode == Mode::Pass && self.inner.is_write_vectored()
     }

@@ -29,6 +29,21 @@ pub(crate) const DEFAULT_MAX_BUFFER_SIZE: usize = 8192 + 4096 * 100;
 /// forces a flush if the queue gets this big.
 const MAX_BUF_LIST_BUFFERS: usize = 16;
 
+/// consentry patch: the most a single read asks for once the adaptive read
+/// strategy has grown (it starts at [`INIT_BUFFER_SIZE`]). Upstream it grows
+/// to `max_buf_size`, which is also the limit of a message head: a proxy
+/// that must accept 64 KiB heads then reads bodies in 64 KiB chunks, and a
+/// slow client holds several of them (one queued to write, one in the body
+/// channel, one being read). Heads larger than this still parse, over
+/// several reads, up to `max_buf_size`.
+pub(crate) const MAX_READ_SIZE: usize = 16 * 1024;
+
+/// consentry patch: the most body bytes waiting to be written before the
+/// connection stops taking more from the body (upstream: `max_buf_size`,
+/// the head limit again). Together with [`MAX_READ_SIZE`] this bounds what
+/// one slow stream holds to a few 16 KiB chunks.
+pub(crate) const MAX_QUEUED_WRITE: usize = 16 * 1024;
+
 pub(crate) struct Buffered<T, B> {
     flush_pipeline: bool,
     io: T,
@@ -422,7 +437,8 @@ impl ReadStrategy {
                 ..
             } => {
                 if bytes_read >= *next {
-                    *next = cmp::min(incr_power_of_two(*next), *max);
+                    // consentry patch: reads grow to MAX_READ_SIZE at most.
+                    *next = cmp::min(incr_power_of_two(*next), cmp::min(*max, MAX_READ_SIZE));
                     *decrease_now = false;
                 } else {
                     let decr_to = prev_power_of_two(*next);
@@ -594,10 +610,13 @@ impl<B: Buf> WriteBuf<B> {
     }
 
     fn can_buffer(&self) -> bool {
+        // consentry patch: MAX_QUEUED_WRITE, not max_buf_size, bounds what
+        // waits to be written.
+        let limit = cmp::min(self.max_buf_size, MAX_QUEUED_WRITE);
         match self.strategy {
-            WriteStrategy::Flatten => self.remaining() < self.max_buf_size,
+            WriteStrategy::Flatten => self.remaining() < limit,
             WriteStrategy::Queue => {
-                self.queue.bufs_cnt() < MAX_BUF_LIST_BUFFERS && self.remaining() < self.max_buf_size
+                self.queue.bufs_cnt() < MAX_BUF_LIST_BUFFERS && self.remaining() < limit
             }
         }
     }
@@ -744,21 +763,17 @@ mod tests {
         strategy.record(8192);
         assert_eq!(strategy.next(), 16384);
 
+        // consentry patch: reads stop growing at MAX_READ_SIZE, below max
+        assert_eq!(strategy.next(), MAX_READ_SIZE);
         strategy.record(16384);
-        assert_eq!(strategy.next(), 32768);
-
-        // Enormous records still increment at same rate
+        assert_eq!(strategy.next(), MAX_READ_SIZE, "never goes over MAX_READ_SIZE");
         strategy.record(usize::MAX);
-        assert_eq!(strategy.next(), 65536);
+        assert_eq!(strategy.next(), MAX_READ_SIZE, "never goes over MAX_READ_SIZE");
+        assert!(strategy.max() > MAX_READ_SIZE, "the head limit is still max");
 
-        let max = strategy.max();
-        while strategy.next() < max {
-            strategy.record(max);
-        }
-
-        assert_eq!(strategy.next(), max, "never goes over max");
-        strategy.record(max + 1);
-        assert_eq!(strategy.next(), max, "never goes over max");
+        let mut strategy = ReadStrategy::with_max(INIT_BUFFER_SIZE * 3 / 2);
+        strategy.record(usize::MAX);
+        assert_eq!(strategy.next(), INIT_BUFFER_SIZE * 3 / 2, "never goes over max");
     }
 
     #[test]
@@ -817,7 +832,8 @@ mod tests {
     fn read_strategy_adaptive_max_fuzz() {
         fn fuzz(max: usize) {
             let mut strategy = ReadStrategy::with_max(max);
-            while strategy.next() < max {
+            // consentry patch: growth stops at MAX_READ_SIZE
+            while strategy.next() < cmp::min(max, MAX_READ_SIZE) {
                 strategy.record(usize::MAX);
             }
             let mut next = strategy.next();
