@@ -26,6 +26,12 @@
 //! `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*count_once*'`
 //! (see BENCHMARKS.md).
 
+/// The allocator the shipped binary uses (src/main.rs), for consentry and
+/// the bare lol_html references alike: what is measured is what runs in
+/// production (as in benches/headers.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::borrow::Cow;
 use std::hint::black_box;
 use std::path::PathBuf;
