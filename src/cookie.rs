@@ -143,10 +143,18 @@ pub struct RawPair<'a> {
     pub raw: &'a [u8],
 }
 
-fn trim_wsp(mut s: &[u8]) -> &[u8] {
+fn trim_wsp(s: &[u8]) -> &[u8] {
+    trim_end_wsp(trim_start_wsp(s))
+}
+
+fn trim_start_wsp(mut s: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = s {
         s = rest;
     }
+    s
+}
+
+fn trim_end_wsp(mut s: &[u8]) -> &[u8] {
     while let [rest @ .., b' ' | b'\t'] = s {
         s = rest;
     }
@@ -182,8 +190,10 @@ pub fn raw_pairs(bytes: &[u8]) -> impl Iterator<Item = RawPair<'_>> {
         if raw.is_empty() {
             return None;
         }
+        // `raw` is trimmed: the name can only end, the value only start,
+        // with blanks.
         let (name, value) = match memchr::memchr(b'=', raw) {
-            Some(i) => (trim_wsp(&raw[..i]), trim_wsp(&raw[i + 1..])),
+            Some(i) => (trim_end_wsp(&raw[..i]), trim_start_wsp(&raw[i + 1..])),
             None => (&raw[..0], raw),
         };
         Some(RawPair { name, value, raw })
