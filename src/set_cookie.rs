@@ -269,14 +269,18 @@ fn known_at(raw: &[u8], name: Range<usize>) -> Known {
         return Known::Other;
     }
     // The name's bytes as one word, read with whatever follows it when
-    // eight bytes are there (then masked off), else byte by byte.
-    let word = match raw.get(name.start..name.start + 8) {
-        Some(eight) => {
-            let mask = u64::MAX >> (64 - 8 * len);
-            u64::from_le_bytes(eight.try_into().unwrap()) & mask | (0x2020_2020_2020_2020 & mask)
-        }
-        None => folded_word(&raw[name.clone()]),
+    // eight bytes are there (then masked off), else with what precedes it
+    // (shifted off: the last attribute, `Secure` or `HttpOnly` often, ends
+    // the header), else byte by byte.
+    let mask = u64::MAX >> (64 - 8 * len);
+    let word = if let Some(eight) = raw.get(name.start..name.start + 8) {
+        u64::from_le_bytes(eight.try_into().unwrap()) & mask
+    } else if let Some(eight) = name.end.checked_sub(8).and_then(|start| raw.get(start..name.end)) {
+        u64::from_le_bytes(eight.try_into().unwrap()) >> (64 - 8 * len)
+    } else {
+        return known_word(folded_word(&raw[name.clone()]), &raw[name]);
     };
+    let word = word | (0x2020_2020_2020_2020 & mask);
     known_word(word, &raw[name])
 }
 
@@ -788,8 +792,11 @@ fn imf_fixdate(input: &[u8]) -> Option<DateFields> {
         _ => return None,
     };
     let b = input;
-    let digits = |range: std::ops::Range<usize>| -> Option<u32> {
-        b[range].iter().try_fold(0, |v, &d| d.is_ascii_digit().then(|| v * 10 + u32::from(d - b'0')))
+    // Two ASCII digits at `at`, as a number (every field here is two or,
+    // the year, two pairs): no loop, no fold over a sub-slice.
+    let two = |at: usize| -> Option<u32> {
+        let (tens, ones) = (b[at].wrapping_sub(b'0'), b[at + 1].wrapping_sub(b'0'));
+        (tens < 10 && ones < 10).then(|| u32::from(tens) * 10 + u32::from(ones))
     };
     // Where the time starts: after `Www, DD-Mmm-` (12), the year and a space.
     let t = 13 + year_len;
@@ -805,8 +812,12 @@ fn imf_fixdate(input: &[u8]) -> Option<DateFields> {
         return None;
     }
     let month = parse_month(&b[8..11])?;
-    let time = (digits(t..t + 2)?, digits(t + 3..t + 5)?, digits(t + 6..t + 8)?);
-    Some((time, digits(5..7)?, month, digits(12..12 + year_len)?))
+    let time = (two(t)?, two(t + 3)?, two(t + 6)?);
+    let year = match year_len {
+        4 => two(12)? * 100 + two(14)?,
+        _ => two(12)?,
+    };
+    Some((time, two(5)?, month, year))
 }
 
 /// Unix seconds of the fields [`parse_cookie_date`] found, or `None` for
