@@ -15,11 +15,8 @@
 //! (notably `h2c`) are never tunnelled: a tunnel bypasses every later
 //! request, and with it consent enforcement.
 
-use http::header::{CONNECTION, HeaderName, HeaderValue, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+use http::header::{CONNECTION, HeaderName, HeaderValue, UPGRADE};
 use http::{HeaderMap, Version};
-
-/// `Keep-Alive` has no constant in `http`.
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 
 /// Removes every hop-by-hop header.
 ///
@@ -49,10 +46,13 @@ pub fn strip(headers: &mut HeaderMap) {
     }
 }
 
-/// The hop-by-hop headers whether or not `Connection` names them.
+/// The hop-by-hop headers whether or not `Connection` names them (by
+/// text: a list of `HeaderName`s built per call cost more than the match).
 fn always_hop(name: &HeaderName) -> bool {
-    [CONNECTION, KEEP_ALIVE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE].contains(name)
-        || name.as_str().starts_with("proxy-")
+    match name.as_str() {
+        "connection" | "keep-alive" | "te" | "trailer" | "transfer-encoding" | "upgrade" => true,
+        other => other.starts_with("proxy-"),
+    }
 }
 
 /// Every token of every `Connection` field, lower-cased, in order.
