@@ -51,22 +51,14 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run  # noqa: E402 - the same consentry config and port wait as the load bench
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ORIGIN_PORT = 28080
 PROXY_PORT = 28081
 ADMIN_PORT = 28901
 BODY = ("consentry load test " * 200)[:2048].encode()
-
-
-def wait_port(port, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"port {port} did not open within {timeout} s")
 
 
 class Connection:
@@ -144,24 +136,7 @@ http {{
 }}
 """)
     with open(f"{work}/consentry.toml", "w") as f:
-        f.write(f"""
-[listen]
-http = "127.0.0.1:{PROXY_PORT}"
-
-[admin]
-listen = "127.0.0.1:{ADMIN_PORT}"
-
-[log]
-access = false
-
-[[site]]
-hosts = ["127.0.0.1", "localhost"]
-origin = "http://127.0.0.1:{ORIGIN_PORT}"
-policy = "bench"
-
-[policy.bench]
-presets = ["google-analytics", "google-tag-manager", "meta-pixel", "hubspot", "youtube", "stripe", "linkedin-insight"]
-""")
+        f.write(run.consentry_toml(PROXY_PORT, ADMIN_PORT, ORIGIN_PORT))
 
 
 def callgrind(args, *extra):
@@ -186,7 +161,7 @@ def main():
         origin = subprocess.Popen(["nginx", "-c", f"{work}/origin.conf", "-p", work],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=os.setsid)
         procs.append(origin)
-        wait_port(ORIGIN_PORT, 10)
+        run.wait_port(ORIGIN_PORT, 10)
         env = dict(os.environ, CONSENTRY_WORKERS="1", RUST_LOG="warn")
         out = f"{work}/callgrind.out"
         proxy = subprocess.Popen(
@@ -195,7 +170,7 @@ def main():
             stdout=open(f"{work}/consentry.log", "w"), stderr=subprocess.STDOUT, env=env,
             preexec_fn=os.setsid)
         procs.append(proxy)
-        wait_port(PROXY_PORT, 120)
+        run.wait_port(PROXY_PORT, 120)
 
         conns = [Connection(PROXY_PORT) for _ in range(args.connections)]
         load(conns, args.warmup)
