@@ -1,8 +1,10 @@
 //! Stage 6, **forward**: send the request to the site's origin and bring
 //! back its response, both bodies streamed.
 //!
-//! One pooled keep-alive hyper client per distinct trust set (webpki roots,
-//! plus a site's `ca_file` when it has one), built on first use and kept
+//! One set of pooled keep-alive clients per distinct trust set (webpki
+//! roots, plus a site's `ca_file` when it has one): [`crate::h1_pool`] for
+//! ordinary requests to `http://` origins, hyper-util's client for https
+//! origins and upgrades (see `Clients`), built on first use and kept
 //! across reloads as long as the CA file's content and the origin limits
 //! stay the same, so a reload does not throw away warm connections. Bodies
 //! are handed from one hyper connection to the other frame by frame: hyper
