@@ -1,8 +1,10 @@
 //! Stage 6, **forward**: send the request to the site's origin and bring
 //! back its response, both bodies streamed.
 //!
-//! One pooled keep-alive hyper client per distinct trust set (webpki roots,
-//! plus a site's `ca_file` when it has one), built on first use and kept
+//! One set of pooled keep-alive clients per distinct trust set (webpki
+//! roots, plus a site's `ca_file` when it has one): [`crate::h1_pool`] for
+//! ordinary requests to `http://` origins, hyper-util's client for https
+//! origins and upgrades (see `Clients`), built on first use and kept
 //! across reloads as long as the CA file's content and the origin limits
 //! stay the same, so a reload does not throw away warm connections. Bodies
 //! are handed from one hyper connection to the other frame by frame: hyper
@@ -34,7 +36,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{COOKIE, HOST, HeaderValue, UPGRADE};
-use http::uri::PathAndQuery;
+use http::uri::{PathAndQuery, Scheme};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
@@ -50,6 +52,7 @@ use crate::body::{self, Body, BoxError};
 use crate::config::Limits;
 use crate::error::ProxyError;
 use crate::forwarded;
+use crate::h1_pool::{self, Failure};
 use crate::hop;
 use crate::listen::{ActiveGuard, Activity};
 use crate::route::{Origin, Site};
@@ -117,11 +120,41 @@ const ORIGIN_MAX_IDLE_PER_HOST: usize = 128;
 type HttpsClient = Client<Lenient<HttpsConnector<HttpConnector>>, Body>;
 type UpgradeClient = Client<HttpsConnector<HttpConnector>, Body>;
 
-/// The clients for one trust set: `any` negotiates HTTP/2 or HTTP/1.1 by
-/// ALPN; `h1` offers HTTP/1.1 only, for upgrades (which HTTP/2 cannot carry).
+/// The clients for one trust set: `plain` for ordinary requests to
+/// `http://` origins (always HTTP/1.1: no ALPN without TLS), an own pool
+/// that costs a fraction of hyper-util's ([`crate::h1_pool`]); `any`
+/// negotiates HTTP/2 or HTTP/1.1 by ALPN with https origins; `h1` offers
+/// HTTP/1.1 only, for upgrades (which HTTP/2 cannot carry).
 struct Clients {
+    plain: h1_pool::Pool,
     any: HttpsClient,
     h1: UpgradeClient,
+}
+
+impl Clients {
+    /// Sends the request to `origin` on the client its scheme and upgrade
+    /// call for, with the request target each expects.
+    async fn send(
+        &self,
+        origin: &Origin,
+        target: PathAndQuery,
+        upgrade: bool,
+        mut request: Request<Body>,
+    ) -> Result<Response<Body>, Failure> {
+        if !upgrade && origin.scheme == Scheme::HTTP {
+            *request.uri_mut() = Uri::from(target);
+            return self.plain.send(&origin.authority, request).await;
+        }
+        *request.uri_mut() = Uri::builder()
+            .scheme(origin.scheme.clone())
+            .authority(origin.authority.clone())
+            .path_and_query(target)
+            .build()
+            .expect("a scheme, an authority and a path make a URI");
+        let sent = if upgrade { self.h1.request(request).await } else { self.any.request(request).await };
+        sent.map(|response| response.map(body::boxed))
+            .map_err(|e| if e.is_connect() { Failure::Connect(e.into()) } else { Failure::Other(e.into()) })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,7 +233,7 @@ impl Forwarder {
         let client_upgrade = parts.extensions.remove::<OnUpgrade>();
         let upgrade = hop::websocket_upgrade(parts.version, &parts.headers);
         prepare_request(&mut parts.headers, &target, upgrade.clone());
-        let uri = origin_uri(origin, &parts.uri)?;
+        let path = origin_path(origin, &parts.uri)?;
         // A request with a body: the client's upload is watched for
         // stalls and broken framing, and the origin is timed from the last
         // frame, not from the start (a slow upload is not a late origin).
@@ -218,12 +251,11 @@ impl Forwarder {
             )
         };
         let mut request = Request::from_parts(parts, body);
-        *request.uri_mut() = uri;
         *request.version_mut() = Version::HTTP_11;
 
         let clients = self.clients(target.ca, target.limits);
         let timeout = target.limits.origin_response_timeout;
-        let sent = if upgrade.is_some() { clients.h1.request(request) } else { clients.any.request(request) };
+        let sent = clients.send(origin, path, upgrade.is_some(), request);
         let answered = match &upload {
             None => tokio::time::timeout(timeout, sent).await.ok(),
             Some((_, moved)) => tokio::select! {
@@ -234,23 +266,24 @@ impl Forwarder {
         };
         let response = match answered {
             None => return Err(ProxyError::OriginTimeout { origin: origin.uri.to_string(), timeout }),
-            Some(Err(e)) if e.is_connect() => {
-                return Err(ProxyError::OriginUnreachable {
-                    origin: origin.uri.to_string(),
-                    source: e.into(),
-                });
+            Some(Err(Failure::Connect(source))) => {
+                return Err(ProxyError::OriginUnreachable { origin: origin.uri.to_string(), source });
             }
             // The client's own upload broke (a bad chunk, a stall): its
             // fault, not the origin's; the origin's request was aborted.
-            Some(Err(e)) if upload.as_ref().is_some_and(|(u, _)| u.stalled.load(Ordering::SeqCst)) => {
+            Some(Err(Failure::Other(e)))
+                if upload.as_ref().is_some_and(|(u, _)| u.stalled.load(Ordering::SeqCst)) =>
+            {
                 tracing::debug!(error = %e, "request body stalled; origin request aborted");
                 return Err(ProxyError::ClientTimeout(target.limits.body_read_timeout));
             }
-            Some(Err(e)) if upload.as_ref().is_some_and(|(u, _)| u.failed.load(Ordering::SeqCst)) => {
-                return Err(ProxyError::ClientBody(e.into()));
+            Some(Err(Failure::Other(e)))
+                if upload.as_ref().is_some_and(|(u, _)| u.failed.load(Ordering::SeqCst)) =>
+            {
+                return Err(ProxyError::ClientBody(e));
             }
-            Some(Err(e)) => {
-                return Err(ProxyError::OriginFailed { origin: origin.uri.to_string(), source: e.into() });
+            Some(Err(Failure::Other(source))) => {
+                return Err(ProxyError::OriginFailed { origin: origin.uri.to_string(), source });
             }
             Some(Ok(response)) => response,
         };
@@ -271,7 +304,7 @@ impl Forwarder {
             let guard = target.activity.start();
             target.tasks.spawn(tunnel(client_side, origin_side, guard));
         }
-        Ok(Response::from_parts(parts, body::boxed(incoming)))
+        Ok(Response::from_parts(parts, incoming))
     }
 }
 
@@ -353,11 +386,14 @@ fn prepare_request(headers: &mut HeaderMap, target: &Target<'_>, upgrade: Option
     forwarded::set(headers, &target.client);
     let host =
         if target.site.preserve_host { target.client.host } else { target.site.origin.authority.as_str() };
-    match HeaderValue::from_str(host) {
+    // The fallback cannot happen for a host that routed; it is what
+    // hyper-util would derive (the own pool derives nothing).
+    match HeaderValue::from_str(host)
+        .or_else(|_| HeaderValue::from_str(target.site.origin.authority.as_str()))
+    {
         Ok(value) => {
             headers.insert(HOST, value);
         }
-        // Cannot happen for a host that routed; let hyper derive it.
         Err(_) => {
             headers.remove(HOST);
         }
@@ -390,20 +426,23 @@ pub fn join_cookies(headers: &mut HeaderMap) {
     }
 }
 
-/// The origin URL for a request: the origin's scheme and authority, its
-/// base path, then the request's path and query (from origin-form,
-/// absolute-form or an HTTP/2 `:path` alike).
-pub fn origin_uri(origin: &Origin, request: &Uri) -> Result<Uri, ProxyError> {
+/// The request target at the origin: its base path, then the request's
+/// path and query (from origin-form, absolute-form or an HTTP/2 `:path`
+/// alike). Without a base path, the request's own (shared bytes, no copy).
+pub fn origin_path(origin: &Origin, request: &Uri) -> Result<PathAndQuery, ProxyError> {
     let path_and_query = request.path_and_query().map_or("/", PathAndQuery::as_str);
     if !path_and_query.starts_with('/') {
         return Err(ProxyError::BadRequest(format!("request target {path_and_query:?} is not a path")));
     }
-    let joined = format!("{}{}", origin.base_path, path_and_query);
-    Uri::builder()
-        .scheme(origin.scheme.clone())
-        .authority(origin.authority.clone())
-        .path_and_query(joined)
-        .build()
+    if origin.base_path.is_empty()
+        && let Some(own) = request.path_and_query()
+    {
+        return Ok(own.clone());
+    }
+    let mut joined = String::with_capacity(origin.base_path.len() + path_and_query.len());
+    joined.push_str(&origin.base_path);
+    joined.push_str(path_and_query);
+    PathAndQuery::try_from(joined)
         .map_err(|e| ProxyError::BadRequest(format!("cannot build origin URL: {e}")))
 }
 
@@ -437,7 +476,18 @@ fn build_clients(ca: Option<&CaBundle>, limits: &Limits) -> Clients {
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(limits.origin_idle_timeout)
         .pool_max_idle_per_host(ORIGIN_MAX_IDLE_PER_HOST);
-    Clients { any: builder.build(Lenient(any)), h1: builder.build(h1) }
+    let mut plain = hyper::client::conn::http1::Builder::new();
+    plain.max_headers(ORIGIN_MAX_HEADERS).max_buf_size(ORIGIN_MAX_BUF);
+    Clients {
+        plain: h1_pool::Pool::new(
+            plain,
+            limits.origin_connect_timeout,
+            limits.origin_idle_timeout,
+            ORIGIN_MAX_IDLE_PER_HOST,
+        ),
+        any: builder.build(Lenient(any)),
+        h1: builder.build(h1),
+    }
 }
 
 /// The origin connector for ordinary requests: its connections outlive an
@@ -471,13 +521,18 @@ where
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         use futures_util::TryFutureExt as _;
-        self.0.call(uri).map_ok(|io| LenientIo { inner: io, gone: false })
+        self.0.call(uri).map_ok(lenient as fn(C::Response) -> LenientIo<C::Response>)
     }
+}
+
+/// `io` as a [`LenientIo`], for the connectors of ordinary requests.
+pub(crate) fn lenient<T>(io: T) -> LenientIo<T> {
+    LenientIo { inner: io, gone: false }
 }
 
 /// An origin connection whose writes succeed (into nothing) once the origin
 /// has closed its end; see [`Lenient`].
-struct LenientIo<T> {
+pub(crate) struct LenientIo<T> {
     inner: T,
     /// A write failed because the origin closed: drop what follows.
     gone: bool,
@@ -713,15 +768,16 @@ mod tests {
     }
 
     #[test]
-    fn origin_uris_join_base_path_and_target() {
+    fn origin_paths_join_base_path_and_target() {
         let origin = Origin::parse("https://legacy.internal:8443/app/").unwrap();
-        let uri = origin_uri(&origin, &"/a/b?x=1".parse().unwrap()).unwrap();
-        assert_eq!(uri, "https://legacy.internal:8443/app/a/b?x=1");
-        let absolute = origin_uri(&origin, &"http://www.example.com/p?q".parse().unwrap()).unwrap();
-        assert_eq!(absolute, "https://legacy.internal:8443/app/p?q");
+        let path = origin_path(&origin, &"/a/b?x=1".parse().unwrap()).unwrap();
+        assert_eq!(path, "/app/a/b?x=1");
+        let absolute = origin_path(&origin, &"http://www.example.com/p?q".parse().unwrap()).unwrap();
+        assert_eq!(absolute, "/app/p?q");
         let root = Origin::parse("http://127.0.0.1:3000").unwrap();
-        assert_eq!(origin_uri(&root, &"/".parse().unwrap()).unwrap(), "http://127.0.0.1:3000/");
-        assert!(matches!(origin_uri(&root, &"*".parse().unwrap()), Err(ProxyError::BadRequest(_))));
+        assert_eq!(origin_path(&root, &"/".parse().unwrap()).unwrap(), "/");
+        assert_eq!(origin_path(&root, &"http://h/x?y".parse().unwrap()).unwrap(), "/x?y");
+        assert!(matches!(origin_path(&root, &"*".parse().unwrap()), Err(ProxyError::BadRequest(_))));
     }
 
     #[test]

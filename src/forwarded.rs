@@ -80,25 +80,53 @@ fn last_list_value<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h 
 
 /// Sets `X-Forwarded-For`, `-Proto`, `-Host` and appends to `Via`.
 pub fn set(headers: &mut HeaderMap, client: &Client<'_>) {
-    append_list(headers, X_FORWARDED_FOR, &client.ip.to_string());
+    append_list(headers, X_FORWARDED_FOR, &ip_text(client.ip));
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(if client.https { "https" } else { "http" }));
     if let Ok(host) = HeaderValue::from_str(client.host) {
         headers.insert(X_FORWARDED_HOST, host);
     }
-    let received = match client.version {
-        Version::HTTP_09 => "0.9",
-        Version::HTTP_10 => "1.0",
-        Version::HTTP_2 => "2",
-        Version::HTTP_3 => "3",
-        _ => "1.1",
+    let via = match client.version {
+        Version::HTTP_09 => "0.9 consentry",
+        Version::HTTP_10 => "1.0 consentry",
+        Version::HTTP_2 => "2 consentry",
+        Version::HTTP_3 => "3 consentry",
+        _ => "1.1 consentry",
     };
-    append_list(headers, VIA, &format!("{received} consentry"));
+    append_list(headers, VIA, via);
+}
+
+/// An address as text; IPv4 (nearly every peer) without `core::fmt`,
+/// whose padding machinery cost ten times the digits (BENCHMARKS.md,
+/// instructions per passthrough request).
+fn ip_text(ip: IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else { return ip.to_string() };
+    let mut text = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
+    }
+    text
 }
 
 /// Joins every field of a comma-separated list header and `value` into one
 /// field. Values that are not visible ASCII are dropped rather than passed
 /// on half-understood.
 fn append_list(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    // Usually the client sent none: the value alone, nothing to join.
+    if !headers.contains_key(&name) {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+        return;
+    }
     let mut list: Vec<String> = headers
         .get_all(&name)
         .iter()
@@ -131,7 +159,15 @@ pub fn request_id(headers: &mut HeaderMap) -> String {
     {
         return id.to_string();
     }
-    let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    // 128 random bits in hex, written out directly (`format!` with `{:016x}`
+    // cost more than the rest of this function).
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(32);
+    for word in [fastrand::u64(..), fastrand::u64(..)] {
+        for nibble in (0..16).rev() {
+            id.push(char::from(HEX[(word >> (nibble * 4) & 0xf) as usize]));
+        }
+    }
     headers.insert(X_REQUEST_ID, HeaderValue::from_str(&id).expect("hex is a valid header value"));
     id
 }
@@ -158,6 +194,16 @@ mod tests {
         assert_eq!(headers[&X_FORWARDED_PROTO], "https");
         assert_eq!(headers[&X_FORWARDED_HOST], "www.example.com:8443");
         assert_eq!(headers[VIA], "1.1 cdn, 2 consentry");
+    }
+
+    #[test]
+    fn ipv4_text_is_the_usual_dotted_quad() {
+        for text in ["0.0.0.0", "255.255.255.255", "10.0.100.9", "1.20.255.3", "127.0.0.1", "192.168.10.99"] {
+            let ip: IpAddr = text.parse().unwrap();
+            assert_eq!(ip_text(ip), text);
+        }
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(ip_text(v6), "2001:db8::1");
     }
 
     #[test]
@@ -204,6 +250,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         let id = request_id(&mut headers);
         assert_eq!(id.len(), 32);
+        assert!(id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)), "{id}");
         assert_eq!(headers[&X_REQUEST_ID], id.as_str());
         assert_ne!(request_id(&mut HeaderMap::new()), id);
 

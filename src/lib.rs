@@ -10,7 +10,7 @@
 //! | 3 snapshot | [`snapshot`] | one `Arc<Snapshot>` (sites + policies) per request |
 //! | 4 consent | [`consent`] | consent cookie → granted category set |
 //! | 5 request filter | [`request_filter`] | drop refused cookies from `Cookie` |
-//! | 6 forward | [`forward`] | pooled client to the origin, hop-by-hop, `X-Forwarded-*`, upgrades |
+//! | 6 forward | [`forward`] | pooled client to the origin, hop-by-hop, `X-Forwarded-*`, upgrades; [`h1_pool`] for `http://` origins |
 //! | 7 response headers | [`response_headers`] | `Set-Cookie` keep/drop/cap, sweep, `Vary`, CSP |
 //! | 8 response body | [`response_body`] | streaming HTML rewrite, compression |
 //! | 9 account | [`account`] | metrics, inventory, audit log |
@@ -67,6 +67,7 @@ pub mod error;
 pub mod explain;
 pub mod forward;
 pub mod forwarded;
+pub mod h1_pool;
 pub mod h2_guard;
 pub mod h2_request;
 pub mod head_timeout;

@@ -94,6 +94,30 @@ def html_page(size):
     return "".join(parts)
 
 
+def consentry_toml(port, admin_port, origin_port, listen_extra=""):
+    """consentry's config in the load benches (also benches/load/instructions.py):
+    one site on 127.0.0.1/localhost forwarding to the origin, with the
+    presets of the trackers on the HTML pages, no access log."""
+    return f"""
+[listen]
+http = "127.0.0.1:{port}"
+{listen_extra}
+[admin]
+listen = "127.0.0.1:{admin_port}"
+
+[log]
+access = false
+
+[[site]]
+hosts = ["127.0.0.1", "localhost"]
+origin = "http://127.0.0.1:{origin_port}"
+policy = "bench"
+
+[policy.bench]
+presets = ["google-analytics", "google-tag-manager", "meta-pixel", "hubspot", "youtube", "stripe", "linkedin-insight"]
+"""
+
+
 def write(path, text, mode="w"):
     with open(path, mode) as f:
         f.write(text)
@@ -243,27 +267,9 @@ frontend fe
 backend be
   server origin 127.0.0.1:{p['origin']} maxconn 1000
 """)
-        write(f"{w}/consentry.toml", f"""
-[listen]
-http = "127.0.0.1:{p['consentry']}"
-https = "127.0.0.1:{p['consentry_tls']}"
-cert = "{w}/cert.pem"
-key = "{w}/key.pem"
-
-[admin]
-listen = "127.0.0.1:{p['consentry_admin']}"
-
-[log]
-access = false
-
-[[site]]
-hosts = ["127.0.0.1", "localhost"]
-origin = "http://127.0.0.1:{p['origin']}"
-policy = "bench"
-
-[policy.bench]
-presets = ["google-analytics", "google-tag-manager", "meta-pixel", "hubspot", "youtube", "stripe", "linkedin-insight"]
-""")
+        tls_port = p["consentry_tls"]
+        tls = f'https = "127.0.0.1:{tls_port}"\ncert = "{w}/cert.pem"\nkey = "{w}/key.pem"\n'
+        write(f"{w}/consentry.toml", consentry_toml(p["consentry"], p["consentry_admin"], p["origin"], tls))
 
     def start(self, name, argv, port):
         log = open(f"{self.work}/{name}.out", "w")
