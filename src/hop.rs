@@ -27,14 +27,7 @@ use http::{HeaderMap, Version};
 /// passthrough request).
 pub fn strip(headers: &mut HeaderMap) {
     let hop: Vec<HeaderName> = {
-        let named: Vec<&str> = headers
-            .get_all(CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .collect();
+        let named: Vec<&str> = connection_tokens(headers).collect();
         headers
             .keys()
             .filter(|name| always_hop(name) || named.iter().any(|t| t.eq_ignore_ascii_case(name.as_str())))
@@ -55,21 +48,22 @@ fn always_hop(name: &HeaderName) -> bool {
     }
 }
 
-/// Every token of every `Connection` field, lower-cased, in order.
-pub fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
+/// Every token of every `Connection` field, in order, as sent (tokens are
+/// case-insensitive: compare with `eq_ignore_ascii_case`).
+pub fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> + '_ {
     headers
         .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
+        .map(str::trim)
         .filter(|t| !t.is_empty())
 }
 
 /// The `Upgrade` value when the request is an HTTP/1.1 WebSocket handshake
 /// (`Connection: upgrade` and `Upgrade: websocket`), else `None`.
 pub fn websocket_upgrade(version: Version, headers: &HeaderMap) -> Option<HeaderValue> {
-    if version != Version::HTTP_11 || !connection_tokens(headers).any(|t| t == "upgrade") {
+    if version != Version::HTTP_11 || !connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade")) {
         return None;
     }
     let upgrade = headers.get(UPGRADE)?;
