@@ -118,6 +118,11 @@ enum Protocol {
     Http2,
 }
 
+/// An HTTP/1.1 request for the big body, closing after it.
+fn get_big() -> String {
+    format!("GET /big HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", common::HOST)
+}
+
 /// One slow download of /big: 16 KiB every 10 ms, far slower than the
 /// origin sends it, until the body ends or the task is aborted.
 async fn slow_download(proxy: std::net::SocketAddr, protocol: Protocol) {
@@ -125,8 +130,7 @@ async fn slow_download(proxy: std::net::SocketAddr, protocol: Protocol) {
     match protocol {
         Protocol::Http1 => {
             let mut stream = tcp;
-            let get = format!("GET /big HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", common::HOST);
-            stream.write_all(get.as_bytes()).await.unwrap();
+            stream.write_all(get_big().as_bytes()).await.unwrap();
             let mut buf = vec![0u8; 16 * 1024];
             let n = stream.read(&mut buf).await.unwrap();
             assert!(buf[..n].starts_with(b"HTTP/1.1 200 "), "{}", String::from_utf8_lossy(&buf[..n]));
@@ -205,8 +209,7 @@ async fn slow_readers_cost_a_bounded_amount_of_memory(protocol: Protocol) {
             common::Binary::start(&["--workers", "1", "run", "--config", path.to_str().unwrap()], dir);
         // Warm up with one download at full speed.
         let mut stream = TcpStream::connect(proxy.http).await.unwrap();
-        let get = format!("GET /big HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", common::HOST);
-        stream.write_all(get.as_bytes()).await.unwrap();
+        stream.write_all(get_big().as_bytes()).await.unwrap();
         let mut all = Vec::new();
         stream.read_to_end(&mut all).await.unwrap();
         assert!(all.len() > 32 * 1024 * 1024, "the whole body came through: {} bytes", all.len());
