@@ -107,8 +107,10 @@ const ORIGIN_MAX_HEADERS: usize = 2_000;
 /// side was up to 400 KB, and a slow client held a few of them (one being
 /// read, one in the body channel, one queued to write): 2.1 MB of RSS per
 /// slow stream, about 300 KB at 64 KiB. The patched hyper (vendor/hyper)
-/// reads at most 16 KiB at once, whatever this limit, and queues at most
-/// 16 KiB to write: about 64 KB per slow stream (BENCHMARKS.md).
+/// reads at most 64 KiB at once whatever this limit, and only 16 KiB while
+/// the previous chunks are still held (a slow client), and queues at most
+/// 16 KiB to write: about 90 KB per slow stream, 64 KiB reads for a fast
+/// one (BENCHMARKS.md).
 const ORIGIN_MAX_BUF: usize = 64 * 1024;
 
 /// Idle keep-alive connections kept per origin (hyper's default is

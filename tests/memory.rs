@@ -15,8 +15,9 @@
 //!   each at first (hyper copied body chunks into a buffer that grew to the
 //!   largest chunk, origin reads of up to 400 KB), then about 300 KB (64 KiB
 //!   reads, and a write queue bounded only by the 64 KiB head limit), about
-//!   40 KB since the patched hyper reads at most 16 KiB at once and queues
-//!   at most 16 KiB to write.
+//!   40 KB since the patched hyper queues at most 16 KiB to write and
+//!   reads 16 KiB at most while earlier chunks are still held (a fast
+//!   stream's reads grow to 64 KiB).
 
 mod common;
 

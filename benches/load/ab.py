@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Two consentry binaries side by side on large bodies: speed, CPU, memory.
+"""Consentry binaries side by side on large bodies: speed, CPU, memory.
 
 For comparing a change against the binary before it on a machine that may
 be busy: the binaries take turns (`--rounds` rounds, each binary once per
 round, freshly started), so a slow spell hurts both alike. Per turn:
 
-- one 64 MB download at full speed (MB/s) and the proxy's CPU for it
-  (utime+stime from /proc, 10 ms ticks, so read the medians);
+- `--downloads` 64 MB downloads at full speed, one after the other: the
+  median MB/s and the proxy's median CPU per download (utime+stime from
+  /proc, 10 ms ticks, so read the medians);
 - memory per slow stream: the proxy's peak RSS while 16 clients download
   64 MB at 8 MB/s each, then while 48 do, and the slope between the two,
   (peak48 - peak16) / 32. The slope is the cost of one more in-flight
@@ -14,7 +15,8 @@ round, freshly started), so a slow spell hurts both alike. Per turn:
   memory the allocator kept from whatever ran before.
 
 Same origin, config, core pinning and one worker as run.py (whose setup it
-reuses). Usage: benches/load/ab.py OLD_BINARY NEW_BINARY [--rounds 3]
+reuses). Usage: benches/load/ab.py OLD_BINARY NEW_BINARY [MORE...] [--rounds 3]
+[--downloads 3]
 """
 
 import argparse
@@ -29,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run  # noqa: E402  (the harness next to this file)
 
 
-def turn(bench, binary):
+def turn(bench, binary, downloads):
     port = run.PORTS["consentry"]
     env = dict(os.environ, CONSENTRY_WORKERS="1", RUST_LOG="warn")
     log = open(f"{bench.work}/ab-consentry.out", "a")
@@ -39,20 +41,23 @@ def turn(bench, binary):
     try:
         run.wait_port(port)
         url = f"http://127.0.0.1:{port}/64m.bin"
-        cpu = run.cpu_seconds(proc.pid)
-        out = subprocess.run(["taskset", "-c", run.LOADGEN_CPU, "curl", "-s", "-o", "/dev/null", "-H",
-                              "Host: localhost", "-w", "%{speed_download} %{size_download}", url],
-                             capture_output=True, text=True, check=True)
-        speed, size = out.stdout.split()
-        if int(size) != 64 * 1024 * 1024:
-            raise RuntimeError(f"{binary}: 64 MB download gave {size} bytes")
-        cpu_ms = (run.cpu_seconds(proc.pid) - cpu) * 1000
+        speeds, cpus = [], []
+        for _ in range(downloads):
+            cpu = run.cpu_seconds(proc.pid)
+            out = subprocess.run(["taskset", "-c", run.LOADGEN_CPU, "curl", "-s", "-o", "/dev/null", "-H",
+                                  "Host: localhost", "-w", "%{speed_download} %{size_download}", url],
+                                 capture_output=True, text=True, check=True)
+            speed, size = out.stdout.split()
+            if int(size) != 64 * 1024 * 1024:
+                raise RuntimeError(f"{binary}: 64 MB download gave {size} bytes")
+            cpus.append((run.cpu_seconds(proc.pid) - cpu) * 1000)
+            speeds.append(float(speed) / 1e6)
         slow = ["curl", "-s", "-o", "/dev/null", "--limit-rate", "8M", "-H", "Host: localhost", url]
         peaks = []
         for readers in (16, 48):
             time.sleep(0.5)
             peaks.append(bench.peak_rss_during(proc.pid, [slow] * readers))
-        return float(speed) / 1e6, cpu_ms, (peaks[1] - peaks[0]) / 32
+        return statistics.median(speeds), statistics.median(cpus), (peaks[1] - peaks[0]) / 32
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait()
@@ -60,18 +65,20 @@ def turn(bench, binary):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("old")
-    ap.add_argument("new")
+    ap.add_argument("binaries", nargs="+", metavar="BINARY")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--downloads", type=int, default=3)
     args = ap.parse_args()
+    if len(args.binaries) < 2:
+        ap.error("two binaries at least")
     bench = run.Bench(argparse.Namespace(binary=None))
-    results = {args.old: [], args.new: []}
+    results = {binary: [] for binary in args.binaries}
     try:
         bench.setup()
         bench.start("origin", ["nginx", "-c", f"{bench.work}/origin.conf", "-p", bench.work], run.PORTS["origin"])
         for r in range(args.rounds):
-            for binary in (args.old, args.new):
-                results[binary].append(turn(bench, binary))
+            for binary in args.binaries:
+                results[binary].append(turn(bench, binary, args.downloads))
                 print(f"round {r + 1} {binary}: {results[binary][-1]}", flush=True)
     finally:
         bench.stop_all()

@@ -31,12 +31,19 @@ const MAX_BUF_LIST_BUFFERS: usize = 16;
 
 /// consentry patch: the most a single read asks for once the adaptive read
 /// strategy has grown (it starts at [`INIT_BUFFER_SIZE`]). Upstream it grows
-/// to `max_buf_size`, which is also the limit of a message head: a proxy
-/// that must accept 64 KiB heads then reads bodies in 64 KiB chunks, and a
-/// slow client holds several of them (one queued to write, one in the body
-/// channel, one being read). Heads larger than this still parse, over
-/// several reads, up to `max_buf_size`.
-pub(crate) const MAX_READ_SIZE: usize = 16 * 1024;
+/// to `max_buf_size`, which is also the limit of a message head (consentry
+/// accepts heads up to 64 KiB, over several reads).
+pub(crate) const MAX_READ_SIZE: usize = 64 * 1024;
+
+/// consentry patch: the most a read asks for while the bytes of earlier
+/// reads are still held by whoever consumes them (a body chunk queued to a
+/// slow client, one more in the body channel): then each further chunk is
+/// this small, and a slow stream holds a few 16 KiB chunks rather than a
+/// few 64 KiB ones. A consumer that keeps up has dropped the previous
+/// chunk by the next read, whose buffer is then reclaimed whole and may
+/// grow to [`MAX_READ_SIZE`]: fewer, larger reads and writes for a fast
+/// stream.
+pub(crate) const BEHIND_READ_SIZE: usize = 16 * 1024;
 
 /// consentry patch: the most body bytes waiting to be written before the
 /// connection stops taking more from the body (upstream: `max_buf_size`,
@@ -50,6 +57,9 @@ pub(crate) struct Buffered<T, B> {
     partial_len: Option<usize>,
     read_blocked: bool,
     read_buf: BytesMut,
+    /// consentry patch: whether `read_buf` is a new, empty buffer (not the
+    /// remainder of one whose bytes were handed on).
+    read_buf_fresh: bool,
     read_buf_strategy: ReadStrategy,
     write_buf: WriteBuf<B>,
 }
@@ -84,6 +94,7 @@ where
             partial_len: None,
             read_blocked: false,
             read_buf: BytesMut::with_capacity(0),
+            read_buf_fresh: true,
             read_buf_strategy: ReadStrategy::default(),
             write_buf,
         }
@@ -254,7 +265,24 @@ where
                 .saturating_sub(self.read_buf.len()),
         );
         if self.read_buf_remaining_mut() < next {
-            self.read_buf.reserve(next);
+            // consentry patch: the remainder of a buffer whose earlier
+            // bytes are still held elsewhere cannot be reclaimed; then the
+            // consumer is behind, and this read is BEHIND_READ_SIZE at
+            // most, into a buffer of that size (`reserve` would allocate
+            // the old buffer's size again).
+            if next > BEHIND_READ_SIZE
+                && !self.read_buf_fresh
+                && !self.read_buf.try_reclaim(BEHIND_READ_SIZE)
+            {
+                if self.read_buf.is_empty() {
+                    self.read_buf = BytesMut::with_capacity(BEHIND_READ_SIZE);
+                } else {
+                    self.read_buf.reserve(BEHIND_READ_SIZE);
+                }
+            } else {
+                self.read_buf.reserve(next);
+            }
+            self.read_buf_fresh = false;
         }
 
         // SAFETY: ReadBuf and poll_read promise not to set any uninitialized
@@ -283,6 +311,7 @@ where
                 // they are read.
                 if self.read_buf.is_empty() {
                     self.read_buf = BytesMut::new();
+                    self.read_buf_fresh = true;
                 }
                 Poll::Pending
             }
@@ -754,6 +783,62 @@ mod tests {
         );
     }
 
+    // consentry patch: reads grow while the consumer drops each chunk
+    // before the next read, and stay at BEHIND_READ_SIZE while it holds
+    // them.
+    #[tokio::test]
+    async fn reads_grow_only_while_the_consumer_keeps_up() {
+        let chunk = vec![7u8; MAX_READ_SIZE];
+        let mut mock = Mock::new();
+        for _ in 0..16 {
+            mock.read(&chunk);
+        }
+        let mut buffered = Buffered::<_, Cursor<Vec<u8>>>::new(Compat::new(mock.build()));
+        async fn read<T: Read + Write + Unpin>(buffered: &mut Buffered<T, Cursor<Vec<u8>>>) -> io::Result<usize> {
+            futures_util::future::poll_fn(|cx| buffered.poll_read_from_io(cx)).await
+        }
+
+        // Each chunk dropped at once: the buffer is reclaimed and grows.
+        let mut sizes = Vec::new();
+        for _ in 0..6 {
+            let n = read(&mut buffered).await.unwrap();
+            sizes.push(n);
+            drop(buffered.read_buf.split_to(n).freeze());
+        }
+        assert_eq!(sizes.last(), Some(&MAX_READ_SIZE), "{sizes:?}");
+
+        // Each chunk held: once the free buffer of the first phase is used
+        // up (it may hold more than one read), every read is
+        // BEHIND_READ_SIZE at most, into a buffer of that size.
+        let mut held = Vec::new();
+        let mut sizes = Vec::new();
+        for _ in 0..6 {
+            let n = read(&mut buffered).await.unwrap();
+            sizes.push(n);
+            held.push(buffered.read_buf.split_to(n).freeze());
+        }
+        assert!(sizes[3..].iter().all(|&n| n <= BEHIND_READ_SIZE), "{sizes:?}");
+
+        // Released again: reads grow back.
+        drop(held);
+        let mut sizes = Vec::new();
+        for _ in 0..4 {
+            let n = read(&mut buffered).await.unwrap();
+            sizes.push(n);
+            drop(buffered.read_buf.split_to(n).freeze());
+        }
+        assert!(sizes.iter().any(|&n| n > BEHIND_READ_SIZE), "{sizes:?}");
+
+        // The mock wants all of its data read.
+        loop {
+            let n = read(&mut buffered).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            drop(buffered.read_buf.split_to(n).freeze());
+        }
+    }
+
     #[test]
     fn read_strategy_adaptive_increments() {
         let mut strategy = ReadStrategy::default();
@@ -764,8 +849,11 @@ mod tests {
         assert_eq!(strategy.next(), 16384);
 
         // consentry patch: reads stop growing at MAX_READ_SIZE, below max
-        assert_eq!(strategy.next(), MAX_READ_SIZE);
         strategy.record(16384);
+        assert_eq!(strategy.next(), 32768);
+        strategy.record(32768);
+        assert_eq!(strategy.next(), MAX_READ_SIZE);
+        strategy.record(MAX_READ_SIZE);
         assert_eq!(strategy.next(), MAX_READ_SIZE, "never goes over MAX_READ_SIZE");
         strategy.record(usize::MAX);
         assert_eq!(strategy.next(), MAX_READ_SIZE, "never goes over MAX_READ_SIZE");
