@@ -72,24 +72,29 @@ pub fn filter_request(
     let enforce = policy.mode == Mode::Enforce;
 
     let mut withdrawn: Vec<Withdrawn> = Vec::new();
-    // Per `Cookie` header, in order: whether any of its pairs is refused.
-    // Only the (rare) headers that lose a pair are rebuilt.
-    let mut refused_in: Vec<bool> = Vec::with_capacity(4);
-    // Every pair's verdict, in order, so a rebuild does not classify again.
-    // Sized for a typical request rather than grown from nothing.
-    let mut allowed_pairs: Vec<bool> = Vec::with_capacity(32);
+    // Per `Cookie` header, in order: whether any of its pairs is refused
+    // (only the headers that lose a pair are rebuilt), and how many pairs
+    // it has (so a rebuild need not split the others again).
+    let mut refused_in: Vec<(bool, usize)> = Vec::with_capacity(4);
+    // Every pair's place in its header and verdict, in order, so a rebuild
+    // neither splits nor classifies again. Sized for a typical request
+    // rather than grown from nothing.
+    let mut allowed_pairs: Vec<PairVerdict> = Vec::with_capacity(32);
     // Every decision's domain: built once, cloned (inline, a copy) per pair.
     let domain = CompactString::from(host);
     for value in headers.get_all(COOKIE) {
         let mut refused_here = false;
+        let mut pairs = 0;
         // Checked once per header, not per name (as the jar does): a name
         // is a part of it cut at ASCII bytes, so text when the header is.
         let whole = std::str::from_utf8(value.as_bytes()).ok();
         for pair in raw_pairs(value.as_bytes()) {
+            pairs += 1;
             let name = utf8_part(whole, pair.name);
             let (category, basis) = policy.classify_cookie(&name, host);
             let allowed = policy.cookie_allowed(category, consent.granted);
-            allowed_pairs.push(allowed);
+            let at = pair.raw.as_ptr() as usize - value.as_bytes().as_ptr() as usize;
+            allowed_pairs.push(PairVerdict { at: at..at + pair.raw.len(), allowed });
             let gpc = !allowed && consent.refused_by_gpc(category);
             record(decisions, &name, &domain, category, allowed, gpc, &basis);
             if allowed {
@@ -109,13 +114,13 @@ pub fn filter_request(
                 withdrawn.push(Withdrawn { name: CompactString::from(name), category, domain, paths });
             }
         }
-        refused_in.push(refused_here);
+        refused_in.push((refused_here, pairs));
     }
 
     if !enforce {
         return withdrawn;
     }
-    if refused_in.contains(&true) {
+    if refused_in.iter().any(|&(refused, _)| refused) {
         rebuild(headers, &refused_in, &allowed_pairs);
     }
     if policy.consent_header {
@@ -163,29 +168,34 @@ fn record(
 /// Replaces every `Cookie` header that lost a pair by one holding only its
 /// allowed pairs (original bytes, `; ` between them); headers without a
 /// refused pair are put back untouched, in their original order.
-/// `allowed_pairs` is the verdict of every pair of every header, in order.
-fn rebuild(headers: &mut HeaderMap, refused_in: &[bool], allowed_pairs: &[bool]) {
+/// `refused_in` is, per header, whether it lost a pair and how many pairs
+/// it has; `allowed_pairs` the place and verdict of every pair of every
+/// header, in order.
+fn rebuild(headers: &mut HeaderMap, refused_in: &[(bool, usize)], allowed_pairs: &[PairVerdict]) {
     let old: Vec<HeaderValue> = match headers.entry(COOKIE) {
         http::header::Entry::Occupied(entry) => entry.remove_entry_mult().1.collect(),
         http::header::Entry::Vacant(_) => return,
     };
-    // Fail closed should the headers somehow hold more pairs than were judged.
-    let mut verdicts = allowed_pairs.iter().copied().chain(std::iter::repeat(false));
-    for (value, &refused) in old.into_iter().zip(refused_in.iter().chain(std::iter::repeat(&false))) {
+    let mut verdicts = allowed_pairs.iter();
+    // A header beyond those judged (none can be) has no verdicts: it is
+    // dropped, failing closed.
+    let judged = refused_in.iter().copied().chain(std::iter::repeat((true, 0)));
+    for (value, (refused, pairs)) in old.into_iter().zip(judged) {
+        let mine = verdicts.by_ref().take(pairs);
         if !refused {
-            // Its pairs were all allowed: skip their verdicts.
-            verdicts.by_ref().take(raw_pairs(value.as_bytes()).count()).for_each(drop);
+            // Its pairs were all allowed.
+            mine.for_each(drop);
             headers.append(COOKIE, value);
             continue;
         }
+        let bytes = value.as_bytes();
         let mut out: Vec<u8> = Vec::with_capacity(value.len());
-        for pair in raw_pairs(value.as_bytes()) {
-            if verdicts.next() == Some(true) {
-                if !out.is_empty() {
-                    out.extend_from_slice(b"; ");
-                }
-                out.extend_from_slice(pair.raw);
+        // (A place outside the header cannot be; the pair is dropped then.)
+        for raw in mine.filter(|p| p.allowed).filter_map(|p| bytes.get(p.at.clone())) {
+            if !out.is_empty() {
+                out.extend_from_slice(b"; ");
             }
+            out.extend_from_slice(raw);
         }
         if out.is_empty() {
             continue;
@@ -195,6 +205,13 @@ fn rebuild(headers: &mut HeaderMap, refused_in: &[bool], allowed_pairs: &[bool])
             headers.append(COOKIE, v);
         }
     }
+}
+
+/// Where one request cookie pair is in its `Cookie` header, and whether it
+/// stays.
+struct PairVerdict {
+    at: std::ops::Range<usize>,
+    allowed: bool,
 }
 
 #[cfg(test)]
