@@ -43,7 +43,7 @@ use consentry::cookie::CookieJar;
 use consentry::decision::Decisions;
 use consentry::policy::{self, Policy};
 use consentry::presets::Presets;
-use consentry::request_filter::filter_request;
+use consentry::request_filter::{apply_request, filter_request, judge_request};
 use consentry::response_headers::{ResponseContext, filter_response, judge_set_cookie};
 use consentry::set_cookie::{SetCookie, parse_cookie_date};
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
@@ -386,12 +386,15 @@ fn decide(
     resp: &mut HeaderMap,
     decisions: &mut Decisions,
 ) -> Consent {
-    let consent = {
+    // As proxy.rs: one jar for the consent read and the request filter.
+    let (consent, verdict) = {
         let jar = CookieJar::from_headers(req);
         let gpc = req.get("sec-gpc").is_some_and(|v| v.as_bytes().trim_ascii() == b"1");
-        consent::read(&p.consent, &jar, gpc, now)
+        let consent = consent::read(&p.consent, &jar, gpc, now);
+        let verdict = judge_request(&jar, p, HOST, &consent, decisions);
+        (consent, verdict)
     };
-    let withdrawn = filter_request(req, p, HOST, &consent, decisions);
+    let withdrawn = apply_request(req, p, &consent, verdict);
     let cx = ResponseContext {
         policy: p,
         host: HOST,

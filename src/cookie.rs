@@ -50,9 +50,27 @@ pub struct Pair<'a> {
 }
 
 /// Every cookie pair of a request, in order.
+///
+/// Built once per request: the consent reader looks its cookies up in the
+/// UTF-8 [`pairs`](CookieJar::pairs), and the request filter judges every
+/// pair as received ([`raw`](CookieJar::raw), including those that are not
+/// UTF-8), so neither splits the headers again.
 #[derive(Debug, Clone, Default)]
 pub struct CookieJar<'a> {
     pairs: Vec<Pair<'a>>,
+    raw: Vec<RawAt<'a>>,
+    headers: Vec<Option<&'a str>>,
+}
+
+/// A [`RawPair`] of a jar, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawAt<'a> {
+    /// The pair.
+    pub pair: RawPair<'a>,
+    /// Which `Cookie` header it is in (0 for the first).
+    pub header: usize,
+    /// Where [`RawPair::raw`] is in that header's bytes.
+    pub at: std::ops::Range<usize>,
 }
 
 impl<'a> CookieJar<'a> {
@@ -64,7 +82,11 @@ impl<'a> CookieJar<'a> {
         // cost ~1.6 k instructions for two 350-byte headers).
         let most: usize =
             headers.get_all(COOKIE).iter().map(|v| memchr::memchr_iter(b';', v.as_bytes()).count() + 1).sum();
-        let mut jar = CookieJar { pairs: Vec::with_capacity(most) };
+        let mut jar = CookieJar {
+            pairs: Vec::with_capacity(most),
+            raw: Vec::with_capacity(most),
+            headers: Vec::with_capacity(2),
+        };
         for value in headers.get_all(COOKIE) {
             jar.extend(value.as_bytes());
         }
@@ -85,7 +107,11 @@ impl<'a> CookieJar<'a> {
         // spaces), so they are text too. A header that is not UTF-8 is
         // checked pair by pair, and the pairs that are not are skipped.
         let whole = std::str::from_utf8(bytes).ok();
+        let header = self.headers.len();
+        self.headers.push(whole);
         for pair in raw_pairs(bytes) {
+            let at = pair.raw.as_ptr() as usize - bytes.as_ptr() as usize;
+            self.raw.push(RawAt { pair, header, at: at..at + pair.raw.len() });
             let raw = match whole {
                 Some(whole) => part_of(whole, pair.raw),
                 None => std::str::from_utf8(pair.raw).ok(),
@@ -108,6 +134,17 @@ impl<'a> CookieJar<'a> {
     /// Every pair in order.
     pub fn pairs(&self) -> &[Pair<'a>] {
         &self.pairs
+    }
+
+    /// Every pair as received, UTF-8 or not, in order.
+    pub fn raw(&self) -> &[RawAt<'a>] {
+        &self.raw
+    }
+
+    /// Per `Cookie` header, in order: its text when it is UTF-8 (one
+    /// check per header; a name cut from it at ASCII bytes is text too).
+    pub fn headers(&self) -> &[Option<&'a str>] {
+        &self.headers
     }
 
     /// Number of pairs.

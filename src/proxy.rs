@@ -109,17 +109,23 @@ async fn pipeline(
     let host_name = route::normalize_host(&host);
     let policy = &site.policy;
 
-    // Stage 4, consent.
-    let consent = {
+    // Stage 4, consent; and stage 5's verdict on every request cookie,
+    // from the same jar (the headers are split once).
+    let endpoint = consent_endpoint::is_endpoint(parts.uri.path());
+    let mut decisions = Decisions::new();
+    let (consent, verdict) = {
         let jar = CookieJar::from_headers(&parts.headers);
         let gpc = parts.headers.get("sec-gpc").is_some_and(|v| v.as_bytes().trim_ascii() == b"1");
-        consent::read(&policy.consent, &jar, gpc, SystemTime::now())
+        let consent = consent::read(&policy.consent, &jar, gpc, SystemTime::now());
+        let verdict = (!endpoint)
+            .then(|| request_filter::judge_request(&jar, policy, &host_name, &consent, &mut decisions));
+        (consent, verdict)
     };
     tracing::debug!(request_id = %request_id, consent = consent.state.name(), "consent read");
 
     // consentry's own endpoints (banner assets, the consent endpoint): the
     // one place they are answered. They never reach the origin.
-    if consent_endpoint::is_endpoint(parts.uri.path()) {
+    let Some(verdict) = verdict else {
         let cx = EndpointContext {
             https,
             client_ip: Some(client_ip),
@@ -128,12 +134,11 @@ async fn pipeline(
             receipts: shared.receipts.clone(),
         };
         return Ok(consent_endpoint::handle(Request::from_parts(parts, body), &site, &cx).await);
-    }
+    };
 
-    // Stage 5, request filter (remembers withdrawn cookies for the sweep).
-    let mut decisions = Decisions::new();
-    let withdrawn =
-        request_filter::filter_request(&mut parts.headers, policy, &host_name, &consent, &mut decisions);
+    // Stage 5, request filter: the verdict applied (remembers withdrawn
+    // cookies for the sweep).
+    let withdrawn = request_filter::apply_request(&mut parts.headers, policy, &consent, verdict);
 
     // Stage 8, part one: ask only for encodings the body stage can rewrite.
     response_body::narrow_accept_encoding(&mut parts.headers);

@@ -32,7 +32,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::category::CategoryId;
 use crate::consent::Consent;
-use crate::cookie::{raw_pairs, utf8_part};
+use crate::cookie::{CookieJar, RawAt, utf8_part};
 use crate::decision::{Action, Decision, Decisions, Item};
 use crate::policy::{CookieBasis, Mode, Policy};
 
@@ -59,7 +59,9 @@ pub struct Withdrawn {
 }
 
 /// Filters every `Cookie` header in place (unless the policy is
-/// report-only) and returns the refused cookies.
+/// report-only) and returns the refused cookies: [`judge_request`] over a
+/// jar of the headers, then [`apply_request`]. The proxy, which has the
+/// jar already (the consent stage read it), calls the two itself.
 pub fn filter_request(
     headers: &mut HeaderMap,
     policy: &Policy,
@@ -67,61 +69,88 @@ pub fn filter_request(
     consent: &Consent,
     decisions: &mut Decisions,
 ) -> Vec<Withdrawn> {
-    // First, so a forged value never survives, whatever follows.
-    headers.remove(CONSENT_HEADER);
-    let enforce = policy.mode == Mode::Enforce;
+    let verdict = judge_request(&CookieJar::from_headers(headers), policy, host, consent, decisions);
+    apply_request(headers, policy, consent, verdict)
+}
 
+/// What [`judge_request`] found: the refused cookies, and what
+/// [`apply_request`] needs to rebuild the headers without them.
+#[derive(Debug)]
+pub struct RequestVerdict {
+    withdrawn: Vec<Withdrawn>,
+    /// Per `Cookie` header, in order: whether any of its pairs is refused
+    /// (only the headers that lose a pair are rebuilt), and how many pairs
+    /// it has.
+    refused_in: Vec<(bool, usize)>,
+    /// Every pair's place in its header and verdict, in order, so a
+    /// rebuild neither splits nor classifies again.
+    pairs: Vec<PairVerdict>,
+}
+
+/// Judges every cookie of the request (the jar of its `Cookie` headers)
+/// and records a decision for each.
+pub fn judge_request(
+    jar: &CookieJar<'_>,
+    policy: &Policy,
+    host: &str,
+    consent: &Consent,
+    decisions: &mut Decisions,
+) -> RequestVerdict {
     let mut withdrawn: Vec<Withdrawn> = Vec::new();
-    // Per `Cookie` header, in order: whether any of its pairs is refused
-    // (only the headers that lose a pair are rebuilt), and how many pairs
-    // it has (so a rebuild need not split the others again).
-    let mut refused_in: Vec<(bool, usize)> = Vec::with_capacity(4);
-    // Every pair's place in its header and verdict, in order, so a rebuild
-    // neither splits nor classifies again. Sized for a typical request
-    // rather than grown from nothing.
-    let mut allowed_pairs: Vec<PairVerdict> = Vec::with_capacity(32);
+    let mut refused_in: Vec<(bool, usize)> = jar.headers().iter().map(|_| (false, 0)).collect();
+    let mut pairs: Vec<PairVerdict> = Vec::with_capacity(jar.raw().len());
     // Every decision's domain: built once, cloned (inline, a copy) per pair.
     let domain = CompactString::from(host);
-    for value in headers.get_all(COOKIE) {
-        let mut refused_here = false;
-        let mut pairs = 0;
-        // Checked once per header, not per name (as the jar does): a name
-        // is a part of it cut at ASCII bytes, so text when the header is.
-        let whole = std::str::from_utf8(value.as_bytes()).ok();
-        for pair in raw_pairs(value.as_bytes()) {
-            pairs += 1;
-            let name = utf8_part(whole, pair.name);
-            let (category, basis) = policy.classify_cookie(&name, host);
-            let allowed = policy.cookie_allowed(category, consent.granted);
-            let at = pair.raw.as_ptr() as usize - value.as_bytes().as_ptr() as usize;
-            allowed_pairs.push(PairVerdict { at: at..at + pair.raw.len(), allowed });
-            let gpc = !allowed && consent.refused_by_gpc(category);
-            record(decisions, &name, &domain, category, allowed, gpc, &basis);
-            if allowed {
-                continue;
-            }
-            refused_here = true;
-            // A non-UTF-8 name cannot be written faithfully into a deletion;
-            // it is still removed from the request.
-            if matches!(name, Cow::Borrowed(_))
-                && category != Some(CategoryId::NECESSARY)
-                && !withdrawn.iter().any(|w| w.name == name)
-            {
-                let (domain, paths) = match basis {
-                    CookieBasis::Rule(rule) => (rule.domain.clone(), rule.paths.clone()),
-                    CookieBasis::ConsentCookie | CookieBasis::Unknown => (None, Arc::clone(&ROOT_PATH)),
-                };
-                withdrawn.push(Withdrawn { name: CompactString::from(name), category, domain, paths });
-            }
+    for RawAt { pair, header, at } in jar.raw() {
+        // The header was checked once, not each name in it.
+        let whole = jar.headers().get(*header).copied().flatten();
+        let name = utf8_part(whole, pair.name);
+        let (category, basis) = policy.classify_cookie(&name, host);
+        let allowed = policy.cookie_allowed(category, consent.granted);
+        pairs.push(PairVerdict { at: at.clone(), allowed });
+        let gpc = !allowed && consent.refused_by_gpc(category);
+        record(decisions, &name, &domain, category, allowed, gpc, &basis);
+        if let Some(counts) = refused_in.get_mut(*header) {
+            counts.1 += 1;
+            counts.0 |= !allowed;
         }
-        refused_in.push((refused_here, pairs));
+        if allowed {
+            continue;
+        }
+        // A non-UTF-8 name cannot be written faithfully into a deletion;
+        // it is still removed from the request.
+        if matches!(name, Cow::Borrowed(_))
+            && category != Some(CategoryId::NECESSARY)
+            && !withdrawn.iter().any(|w| w.name == name)
+        {
+            let (domain, paths) = match basis {
+                CookieBasis::Rule(rule) => (rule.domain.clone(), rule.paths.clone()),
+                CookieBasis::ConsentCookie | CookieBasis::Unknown => (None, Arc::clone(&ROOT_PATH)),
+            };
+            withdrawn.push(Withdrawn { name: CompactString::from(name), category, domain, paths });
+        }
     }
+    RequestVerdict { withdrawn, refused_in, pairs }
+}
 
-    if !enforce {
+/// Removes a client's `Consentry-Consent` (always, first), then, in
+/// enforce mode, the refused cookies ([`judge_request`]'s verdict on these
+/// same headers) and sets `Consentry-Consent` when the policy asks for it.
+/// Returns the refused cookies.
+pub fn apply_request(
+    headers: &mut HeaderMap,
+    policy: &Policy,
+    consent: &Consent,
+    verdict: RequestVerdict,
+) -> Vec<Withdrawn> {
+    // First, so a forged value never survives, whatever follows.
+    headers.remove(CONSENT_HEADER);
+    let RequestVerdict { withdrawn, refused_in, pairs } = verdict;
+    if policy.mode != Mode::Enforce {
         return withdrawn;
     }
     if refused_in.iter().any(|&(refused, _)| refused) {
-        rebuild(headers, &refused_in, &allowed_pairs);
+        rebuild(headers, &refused_in, &pairs);
     }
     if policy.consent_header {
         let names = policy.categories.names(consent.granted);
@@ -209,6 +238,7 @@ fn rebuild(headers: &mut HeaderMap, refused_in: &[(bool, usize)], allowed_pairs:
 
 /// Where one request cookie pair is in its `Cookie` header, and whether it
 /// stays.
+#[derive(Debug)]
 struct PairVerdict {
     at: std::ops::Range<usize>,
     allowed: bool,
@@ -450,6 +480,7 @@ category = "advertising"
 mod props {
     use super::tests::{consent, policy};
     use super::*;
+    use crate::cookie::raw_pairs;
     use proptest::prelude::*;
 
     /// `Cookie` header values: rule names, unknown, nameless and odd pairs
