@@ -262,6 +262,88 @@ const fn folded_word(name: &[u8]) -> u64 {
     w
 }
 
+impl Known {
+    /// `Secure` and `HttpOnly`: attributes without a value.
+    fn is_flag(self) -> bool {
+        matches!(self, Known::Secure | Known::HttpOnly)
+    }
+}
+
+/// The attribute the segment at `start` names, when it is written the way
+/// servers write them: blanks, then `Path=`, `Domain=`, `Expires=`,
+/// `Max-Age=` or `SameSite=` (any case), or `Secure` or `HttpOnly` right
+/// before the next `;` or the end. Then also where its value starts (for a
+/// flag: where the segment ends). Any other spelling (`path =x`, a header
+/// shorter than eight bytes) is `None`, and goes the general way, to the
+/// same result (a property test holds the parse to one without this).
+fn known_start(raw: &[u8], start: usize) -> Option<(Known, usize)> {
+    // The letters of each name folded to lower case; `=` and `-` compared
+    // exactly (`| 0x20` would map control characters onto them).
+    const fn pattern(name: &[u8]) -> (u64, u64) {
+        let mut word = 0u64;
+        let mut mask = 0u64;
+        let mut i = 0;
+        while i < name.len() {
+            word |= (name[i] as u64) << (8 * i);
+            mask |= 0xff << (8 * i);
+            i += 1;
+        }
+        (word, mask)
+    }
+    const fn fold(name: &[u8]) -> u64 {
+        let mut fold = 0u64;
+        let mut i = 0;
+        while i < name.len() {
+            if name[i].is_ascii_lowercase() {
+                fold |= 0x20 << (8 * i);
+            }
+            i += 1;
+        }
+        fold
+    }
+    const NAMES: [(&[u8], Known); 7] = [
+        (b"path=", Known::Path),
+        (b"domain=", Known::Domain),
+        (b"expires=", Known::Expires),
+        (b"max-age=", Known::MaxAge),
+        (b"samesite", Known::SameSite),
+        (b"secure", Known::Secure),
+        (b"httponly", Known::HttpOnly),
+    ];
+    let mut at = start;
+    while raw.get(at).is_some_and(|&b| is_wsp(b)) {
+        at += 1;
+    }
+    let word = match raw.get(at..at + 8) {
+        Some(eight) => u64::from_le_bytes(eight.try_into().unwrap()),
+        // Fewer than eight bytes left (`; Secure` often ends the header):
+        // the last eight, shifted so the segment starts the word, zeros
+        // after it (never a letter, `=` or `-`).
+        None => {
+            let rest = raw.len().checked_sub(at).filter(|&rest| rest > 0)?;
+            let last = raw.get(raw.len().checked_sub(8)?..)?;
+            u64::from_le_bytes(last.try_into().unwrap()) >> (8 * (8 - rest))
+        }
+    };
+    for (name, known) in NAMES {
+        let (pattern, mask) = pattern(name);
+        if (word | fold(name)) & mask != pattern {
+            continue;
+        }
+        let after = at + name.len();
+        return match known {
+            // `SameSite` is the one eight-letter name with a value.
+            Known::SameSite => (raw.get(after) == Some(&b'=')).then_some((known, after + 1)),
+            Known::Secure | Known::HttpOnly => match raw.get(after) {
+                None | Some(b';') => Some((known, after)),
+                _ => None,
+            },
+            _ => Some((known, after)),
+        };
+    }
+    None
+}
+
 /// Which attribute the name `raw[name]` denotes (case-insensitively).
 fn known_at(raw: &[u8], name: Range<usize>) -> Known {
     let len = name.len();
@@ -379,6 +461,17 @@ impl<'a> SetCookie<'a> {
         let mut pos = pair_end;
         while pos < raw.len() {
             let start = pos + 1;
+            if let Some((attribute, after)) = known_start(raw, start) {
+                // The same segment end and control-character check as
+                // below, from after the name: no `=` search, no name trim.
+                let end = if attribute.is_flag() { after } else { scan_segment(raw, after)?.0 };
+                pos = end;
+                let value = trim(raw, after..end);
+                if value.len() <= MAX_ATTRIBUTE_VALUE {
+                    cookie.set(attribute, &raw[value]);
+                }
+                continue;
+            }
             let (end, eq) = scan_segment(raw, start)?;
             pos = end;
             let (name, value) = match eq {
@@ -1037,6 +1130,24 @@ mod tests {
         // An attribute value over 1024 bytes is ignored, the earlier one stays.
         let long = format!("a=b; Domain=keep.com; Domain={}", "d".repeat(1025));
         assert_eq!(SetCookie::parse(long.as_bytes()).unwrap().domain(), Some(&b"keep.com"[..]));
+    }
+
+    #[test]
+    fn names_recognised_at_the_segment_start_and_otherwise() {
+        // The usual spellings, flags mid-header and ending it (short tails).
+        let c = parse("a=b;Secure;HttpOnly;PATH=/p;Max-Age=7;SameSite=Strict;Secure");
+        assert!(c.secure() && c.http_only());
+        assert_eq!((c.path(), c.max_age(), c.same_site()), (Some(&b"/p"[..]), Some(7), Some(&b"Strict"[..])));
+        assert!(parse("a=b;Secure").secure());
+        assert!(parse("a=b;\tHttpOnly").http_only());
+        // Other spellings, the general way: blanks around the name, a flag
+        // with a value, a longer name starting like a known one.
+        let c = parse("a=b; path = /q ; secure =1; httponlyx; SameSite =Lax; Max-Agent=9");
+        assert_eq!((c.path(), c.same_site(), c.max_age()), (Some(&b"/q"[..]), Some(&b"Lax"[..]), None));
+        assert!(c.secure() && !c.http_only());
+        // A control character where `-` or `=` would be is still one.
+        assert_eq!(SetCookie::parse(b"a=b; Max\x0dAge=5").unwrap_err(), Invalid::ControlCharacter);
+        assert_eq!(SetCookie::parse(b"a=b; path\x1d/x; Path=/").unwrap_err(), Invalid::ControlCharacter);
     }
 
     #[test]
