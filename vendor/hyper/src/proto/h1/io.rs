@@ -279,6 +279,13 @@ where
                 } else {
                     self.read_buf.reserve(BEHIND_READ_SIZE);
                 }
+            } else if self.read_buf.is_empty() && self.read_buf.capacity() < next {
+                // Nothing to carry over: a new buffer of exactly `next`
+                // bytes. `reserve` would keep the old buffer's offset and
+                // double it (a 32 KiB buffer became 96 KiB), and a read
+                // fills all the capacity there is: a slow client would be
+                // left holding chunks that large.
+                self.read_buf = BytesMut::with_capacity(next);
             } else {
                 self.read_buf.reserve(next);
             }
