@@ -75,7 +75,9 @@ pub struct RawAt<'a> {
 
 impl<'a> CookieJar<'a> {
     /// Parses every `Cookie` header of a request. Header values that are not
-    /// valid UTF-8 are parsed as far as they are (non-UTF-8 pairs skipped).
+    /// valid UTF-8 are parsed as far as they are: their non-UTF-8 pairs are
+    /// left out of [`pairs`](CookieJar::pairs), kept in
+    /// [`raw`](CookieJar::raw).
     pub fn from_headers(headers: &'a HeaderMap) -> CookieJar<'a> {
         // At most one pair per `;` and header: sized once instead of grown
         // (`memchr` counts them 32 bytes at a time; a filtered byte count

@@ -109,7 +109,7 @@ const ORIGIN_MAX_HEADERS: usize = 2_000;
 /// slow stream, about 300 KB at 64 KiB. The patched hyper (vendor/hyper)
 /// reads at most 64 KiB at once whatever this limit, and only 16 KiB while
 /// the previous chunks are still held (a slow client), and queues at most
-/// 16 KiB to write: about 90 KB per slow stream, 64 KiB reads for a fast
+/// 16 KiB to write: 55-128 KB per slow stream, 64 KiB reads for a fast
 /// one (BENCHMARKS.md).
 const ORIGIN_MAX_BUF: usize = 64 * 1024;
 
