@@ -78,11 +78,7 @@ pub fn filter_request(
 #[derive(Debug)]
 pub struct RequestVerdict {
     withdrawn: Vec<Withdrawn>,
-    /// Per `Cookie` header, in order: whether any of its pairs is refused
-    /// (only the headers that lose a pair are rebuilt), and how many pairs
-    /// it has.
-    refused_in: Vec<(bool, usize)>,
-    /// Every pair's place in its header and verdict, in order, so a
+    /// Every pair's header, place in it and verdict, in order, so a
     /// rebuild neither splits nor classifies again.
     pairs: Vec<PairVerdict>,
 }
@@ -97,7 +93,6 @@ pub fn judge_request(
     decisions: &mut Decisions,
 ) -> RequestVerdict {
     let mut withdrawn: Vec<Withdrawn> = Vec::new();
-    let mut refused_in: Vec<(bool, usize)> = jar.headers().iter().map(|_| (false, 0)).collect();
     let mut pairs: Vec<PairVerdict> = Vec::with_capacity(jar.raw().len());
     // Every decision's domain: built once, cloned (inline, a copy) per pair.
     let domain = CompactString::from(host);
@@ -107,13 +102,9 @@ pub fn judge_request(
         let name = utf8_part(whole, pair.name);
         let (category, basis) = policy.classify_cookie(&name, host);
         let allowed = policy.cookie_allowed(category, consent.granted);
-        pairs.push(PairVerdict { at: at.clone(), allowed });
+        pairs.push(PairVerdict { header: *header, at: at.clone(), allowed });
         let gpc = !allowed && consent.refused_by_gpc(category);
         record(decisions, &name, &domain, category, allowed, gpc, &basis);
-        if let Some(counts) = refused_in.get_mut(*header) {
-            counts.1 += 1;
-            counts.0 |= !allowed;
-        }
         if allowed {
             continue;
         }
@@ -130,7 +121,7 @@ pub fn judge_request(
             withdrawn.push(Withdrawn { name: CompactString::from(name), category, domain, paths });
         }
     }
-    RequestVerdict { withdrawn, refused_in, pairs }
+    RequestVerdict { withdrawn, pairs }
 }
 
 /// Removes a client's `Consentry-Consent` (always, first), then, in
@@ -145,12 +136,12 @@ pub fn apply_request(
 ) -> Vec<Withdrawn> {
     // First, so a forged value never survives, whatever follows.
     headers.remove(CONSENT_HEADER);
-    let RequestVerdict { withdrawn, refused_in, pairs } = verdict;
+    let RequestVerdict { withdrawn, pairs } = verdict;
     if policy.mode != Mode::Enforce {
         return withdrawn;
     }
-    if refused_in.iter().any(|&(refused, _)| refused) {
-        rebuild(headers, &refused_in, &pairs);
+    if pairs.iter().any(|p| !p.allowed) {
+        rebuild(headers, &pairs);
     }
     if policy.consent_header {
         let names = policy.categories.names(consent.granted);
@@ -196,31 +187,25 @@ fn record(
 
 /// Replaces every `Cookie` header that lost a pair by one holding only its
 /// allowed pairs (original bytes, `; ` between them); headers without a
-/// refused pair are put back untouched, in their original order.
-/// `refused_in` is, per header, whether it lost a pair and how many pairs
-/// it has; `allowed_pairs` the place and verdict of every pair of every
-/// header, in order.
-fn rebuild(headers: &mut HeaderMap, refused_in: &[(bool, usize)], allowed_pairs: &[PairVerdict]) {
+/// refused pair are put back untouched, in their original order. `pairs`
+/// is the header, place and verdict of every pair, in order.
+fn rebuild(headers: &mut HeaderMap, pairs: &[PairVerdict]) {
     let old: Vec<HeaderValue> = match headers.entry(COOKIE) {
         http::header::Entry::Occupied(entry) => entry.remove_entry_mult().1.collect(),
         http::header::Entry::Vacant(_) => return,
     };
-    let mut verdicts = allowed_pairs.iter();
-    // A header beyond those judged (none can be) has no verdicts: it is
-    // dropped, failing closed.
-    let judged = refused_in.iter().copied().chain(std::iter::repeat((true, 0)));
-    for (value, (refused, pairs)) in old.into_iter().zip(judged) {
-        let mine = verdicts.by_ref().take(pairs);
-        if !refused {
-            // Its pairs were all allowed.
-            mine.for_each(drop);
+    let mut rest = pairs;
+    for (header, value) in old.into_iter().enumerate() {
+        let (mine, later) = rest.split_at(rest.iter().take_while(|p| p.header == header).count());
+        rest = later;
+        if mine.iter().all(|p| p.allowed) {
             headers.append(COOKIE, value);
             continue;
         }
         let bytes = value.as_bytes();
         let mut out: Vec<u8> = Vec::with_capacity(value.len());
         // (A place outside the header cannot be; the pair is dropped then.)
-        for raw in mine.filter(|p| p.allowed).filter_map(|p| bytes.get(p.at.clone())) {
+        for raw in mine.iter().filter(|p| p.allowed).filter_map(|p| bytes.get(p.at.clone())) {
             if !out.is_empty() {
                 out.extend_from_slice(b"; ");
             }
@@ -236,10 +221,11 @@ fn rebuild(headers: &mut HeaderMap, refused_in: &[(bool, usize)], allowed_pairs:
     }
 }
 
-/// Where one request cookie pair is in its `Cookie` header, and whether it
-/// stays.
+/// Where one request cookie pair is: which `Cookie` header, where in it;
+/// and whether it stays.
 #[derive(Debug)]
 struct PairVerdict {
+    header: usize,
     at: std::ops::Range<usize>,
     allowed: bool,
 }
