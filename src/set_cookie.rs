@@ -277,39 +277,38 @@ impl Known {
 /// shorter than eight bytes) is `None`, and goes the general way, to the
 /// same result (a property test holds the parse to one without this).
 fn known_start(raw: &[u8], start: usize) -> Option<(Known, usize)> {
-    // The letters of each name folded to lower case; `=` and `-` compared
-    // exactly (`| 0x20` would map control characters onto them).
-    const fn pattern(name: &[u8]) -> (u64, u64) {
-        let mut word = 0u64;
-        let mut mask = 0u64;
+    /// A name as `(word, mask, fold)`: its bytes, which of the word's bytes
+    /// they fill, and a `0x20` under each letter, so `(w | fold) & mask ==
+    /// word` compares the letters in any case and `=` and `-` exactly
+    /// (`| 0x20` would map control characters onto them). Built at compile
+    /// time.
+    const fn entry(name: &[u8]) -> (u64, u64, u64) {
+        let (mut word, mut mask, mut fold) = (0u64, 0u64, 0u64);
         let mut i = 0;
         while i < name.len() {
             word |= (name[i] as u64) << (8 * i);
             mask |= 0xff << (8 * i);
-            i += 1;
-        }
-        (word, mask)
-    }
-    const fn fold(name: &[u8]) -> u64 {
-        let mut fold = 0u64;
-        let mut i = 0;
-        while i < name.len() {
             if name[i].is_ascii_lowercase() {
                 fold |= 0x20 << (8 * i);
             }
             i += 1;
         }
-        fold
+        (word, mask, fold)
     }
-    const NAMES: [(&[u8], Known); 7] = [
-        (b"path=", Known::Path),
-        (b"domain=", Known::Domain),
-        (b"expires=", Known::Expires),
-        (b"max-age=", Known::MaxAge),
-        (b"samesite", Known::SameSite),
-        (b"secure", Known::Secure),
-        (b"httponly", Known::HttpOnly),
-    ];
+    const NAMES: [(usize, (u64, u64, u64), Known); 7] = {
+        const fn e(name: &[u8], known: Known) -> (usize, (u64, u64, u64), Known) {
+            (name.len(), entry(name), known)
+        }
+        [
+            e(b"path=", Known::Path),
+            e(b"domain=", Known::Domain),
+            e(b"expires=", Known::Expires),
+            e(b"max-age=", Known::MaxAge),
+            e(b"samesite", Known::SameSite),
+            e(b"secure", Known::Secure),
+            e(b"httponly", Known::HttpOnly),
+        ]
+    };
     let mut at = start;
     while raw.get(at).is_some_and(|&b| is_wsp(b)) {
         at += 1;
@@ -325,12 +324,11 @@ fn known_start(raw: &[u8], start: usize) -> Option<(Known, usize)> {
             u64::from_le_bytes(last.try_into().unwrap()) >> (8 * (8 - rest))
         }
     };
-    for (name, known) in NAMES {
-        let (pattern, mask) = pattern(name);
-        if (word | fold(name)) & mask != pattern {
+    for (len, (pattern, mask, fold), known) in NAMES {
+        if (word | fold) & mask != pattern {
             continue;
         }
-        let after = at + name.len();
+        let after = at + len;
         return match known {
             // `SameSite` is the one eight-letter name with a value.
             Known::SameSite => (raw.get(after) == Some(&b'=')).then_some((known, after + 1)),
