@@ -268,26 +268,21 @@ where
             // consentry patch: the remainder of a buffer whose earlier
             // bytes are still held elsewhere cannot be reclaimed; then the
             // consumer is behind, and this read is BEHIND_READ_SIZE at
-            // most, into a buffer of that size (`reserve` would allocate
-            // the old buffer's size again).
-            if next > BEHIND_READ_SIZE
+            // most.
+            let behind = next > BEHIND_READ_SIZE
                 && !self.read_buf_fresh
-                && !self.read_buf.try_reclaim(BEHIND_READ_SIZE)
-            {
-                if self.read_buf.is_empty() {
-                    self.read_buf = BytesMut::with_capacity(BEHIND_READ_SIZE);
-                } else {
-                    self.read_buf.reserve(BEHIND_READ_SIZE);
-                }
-            } else if self.read_buf.is_empty() && self.read_buf.capacity() < next {
-                // Nothing to carry over: a new buffer of exactly `next`
-                // bytes. `reserve` would keep the old buffer's offset and
-                // double it (a 32 KiB buffer became 96 KiB), and a read
-                // fills all the capacity there is: a slow client would be
-                // left holding chunks that large.
-                self.read_buf = BytesMut::with_capacity(next);
+                && !self.read_buf.try_reclaim(BEHIND_READ_SIZE);
+            let size = if behind { BEHIND_READ_SIZE } else { next };
+            if self.read_buf.is_empty() && self.read_buf.capacity() < size {
+                // Nothing to carry over: a new buffer of exactly `size`
+                // bytes. `reserve` would allocate the old buffer's size
+                // again, or keep a reclaimed one's offset and double it (a
+                // 32 KiB buffer became 96 KiB), and a read fills all the
+                // capacity there is: a slow client would be left holding
+                // chunks that large.
+                self.read_buf = BytesMut::with_capacity(size);
             } else {
-                self.read_buf.reserve(next);
+                self.read_buf.reserve(size);
             }
             self.read_buf_fresh = false;
         }
