@@ -357,6 +357,19 @@ impl Visit {
     async fn jar(&self) -> Vec<Cookie> {
         self.cdp.cookies().await
     }
+
+    /// The jar, once `condition` holds of it (read again until then).
+    async fn jar_once(&self, what: &str, condition: impl Fn(&[Cookie]) -> bool) -> Vec<Cookie> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let jar = self.jar().await;
+            if condition(&jar) {
+                return jar;
+            }
+            assert!(Instant::now() < deadline, "waited {WAIT:?} for {what}: {jar:#?}");
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
 }
 
 fn names(jar: &[Cookie]) -> Vec<&str> {
@@ -446,9 +459,11 @@ async fn accept_all_then_refuse_analytics() {
         for tag in ["http://tracker.test/tracker.js", "https://www.googletagmanager.com/gtag/js?id=G-DEMO1234"] {
             assert!(optional.iter().any(|u| u == tag), "{tag} not requested after Accept all: {optional:#?}");
         }
-        let jar = visit.jar().await;
+        // The tracker sets its cookie from script (see `jar_once`).
+        let jar = visit
+            .jar_once("the tracker's cookie", |jar| cookie(jar, consentry::demo::TRACKER_COOKIE).is_some())
+            .await;
         assert!(cookie(&jar, "consentry").is_some(), "no consent cookie: {jar:#?}");
-        assert!(cookie(&jar, consentry::demo::TRACKER_COOKIE).is_some(), "{jar:#?}");
         page.reload().await;
         let jar = visit.jar().await;
         for name in ANALYTICS.iter().chain(ADVERTISING).chain(&["lang", consentry::demo::TRACKER_COOKIE]) {
@@ -465,7 +480,9 @@ async fn accept_all_then_refuse_analytics() {
 
         // gtag.js sets its cookies on the site's domain, not host-only.
         page.eval("document.cookie = '_gid=GA1.1.42.42; domain=shop.test; path=/; max-age=86400'").await;
-        let jar = visit.jar().await;
+        // The renderer hands a `document.cookie` write to the cookie store
+        // without waiting, so the browser's jar may not hold it yet.
+        let jar = visit.jar_once("_gid to reach the jar", |jar| cookie(jar, "_gid").is_some()).await;
         assert_eq!(cookie(&jar, "_gid").map(|c| c.domain.as_str()), Some(".shop.test"), "{jar:#?}");
 
         // 4. Manage my cookies → Customise → analytics off → Save: the page
