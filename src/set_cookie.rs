@@ -313,17 +313,10 @@ fn known_start(raw: &[u8], start: usize) -> Option<(Known, usize)> {
     while raw.get(at).is_some_and(|&b| is_wsp(b)) {
         at += 1;
     }
-    let word = match raw.get(at..at + 8) {
-        Some(eight) => u64::from_le_bytes(eight.try_into().unwrap()),
-        // Fewer than eight bytes left (`; Secure` often ends the header):
-        // the last eight, shifted so the segment starts the word, zeros
-        // after it (never a letter, `=` or `-`).
-        None => {
-            let rest = raw.len().checked_sub(at).filter(|&rest| rest > 0)?;
-            let last = raw.get(raw.len().checked_sub(8)?..)?;
-            u64::from_le_bytes(last.try_into().unwrap()) >> (8 * (8 - rest))
-        }
-    };
+    // Fewer than eight bytes left (`; Secure` often ends the header): zeros
+    // after them, never a letter, `=` or `-`.
+    let left = raw.len().checked_sub(at).filter(|&left| left > 0)?;
+    let word = word_at(raw, at, left.min(8))?;
     for (len, (pattern, mask, fold), known) in NAMES {
         if (word | fold) & mask != pattern {
             continue;
@@ -348,20 +341,25 @@ fn known_at(raw: &[u8], name: Range<usize>) -> Known {
     if !(4..=8).contains(&len) {
         return Known::Other;
     }
-    // The name's bytes as one word, read with whatever follows it when
-    // eight bytes are there (then masked off), else with what precedes it
-    // (shifted off: the last attribute, `Secure` or `HttpOnly` often, ends
-    // the header), else byte by byte.
-    let mask = u64::MAX >> (64 - 8 * len);
-    let word = if let Some(eight) = raw.get(name.start..name.start + 8) {
-        u64::from_le_bytes(eight.try_into().unwrap()) & mask
-    } else if let Some(eight) = name.end.checked_sub(8).and_then(|start| raw.get(start..name.end)) {
-        u64::from_le_bytes(eight.try_into().unwrap()) >> (64 - 8 * len)
-    } else {
+    // The name's bytes as one word ([`word_at`]), else byte by byte.
+    let Some(word) = word_at(raw, name.start, len) else {
         return known_word(folded_word(&raw[name.clone()]), &raw[name]);
     };
-    let word = word | (0x2020_2020_2020_2020 & mask);
-    known_word(word, &raw[name])
+    let mask = u64::MAX >> (64 - 8 * len);
+    known_word(word | (0x2020_2020_2020_2020 & mask), &raw[name])
+}
+
+/// The `len` (1 to 8) bytes of `raw` at `at` as the low bytes of a
+/// little-endian word, zeros above: read with whatever follows them when
+/// eight bytes are there (then masked off), else with what precedes them
+/// (shifted off: the last attribute, `Secure` or `HttpOnly` often, ends the
+/// header). `None` when `raw` is shorter than eight bytes.
+fn word_at(raw: &[u8], at: usize, len: usize) -> Option<u64> {
+    if let Some(eight) = raw.get(at..at + 8) {
+        return Some(u64::from_le_bytes(eight.try_into().unwrap()) & (u64::MAX >> (64 - 8 * len)));
+    }
+    let eight = raw.get((at + len).checked_sub(8)?..at + len)?;
+    Some(u64::from_le_bytes(eight.try_into().unwrap()) >> (64 - 8 * len))
 }
 
 fn known(name: &[u8]) -> Known {
