@@ -86,6 +86,14 @@ const H2_MAX_LOCAL_ERROR_RESETS: usize = 64;
 /// HTTP/2 ping interval and the time an answer may take.
 const H2_PING: Duration = Duration::from_secs(20);
 
+/// Response bytes an HTTP/2 stream holds beyond what the client's window
+/// lets it send (hyper's default is 400 KB per stream). A client that
+/// opens a large window and then reads slowly (browsers open 6 MB) would
+/// otherwise have the proxy hold up to that much per stream: a test with
+/// 48 slow readers measured 184-253 KB per stream when scheduling let the
+/// buffers fill. Two frames of h2's default 16 KiB.
+const H2_MAX_SEND_BUF: usize = 32 * 1024;
+
 /// The client side of one connection, shared by its requests.
 #[derive(Debug)]
 pub struct ConnInfo {
@@ -246,6 +254,7 @@ pub fn http_builder(snapshot: &Snapshot) -> Builders {
         .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESETS)
         .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS)
         .max_header_list_size(u32::try_from(header_bytes).unwrap_or(u32::MAX))
+        .max_send_buf_size(H2_MAX_SEND_BUF)
         .keep_alive_interval(H2_PING)
         .keep_alive_timeout(H2_PING);
     builders
