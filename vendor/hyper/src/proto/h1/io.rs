@@ -60,6 +60,11 @@ pub(crate) struct Buffered<T, B> {
     /// consentry patch: whether `read_buf` is a new, empty buffer (not the
     /// remainder of one whose bytes were handed on).
     read_buf_fresh: bool,
+    /// consentry patch: whether, when a read found nothing to read and the
+    /// previous buffer was dropped (see `poll_read_from_io`), the consumer
+    /// still held chunks of it: then the next read, into a fresh buffer, is
+    /// behind too.
+    read_buf_was_held: bool,
     read_buf_strategy: ReadStrategy,
     write_buf: WriteBuf<B>,
 }
@@ -95,6 +100,7 @@ where
             read_blocked: false,
             read_buf: BytesMut::with_capacity(0),
             read_buf_fresh: true,
+            read_buf_was_held: false,
             read_buf_strategy: ReadStrategy::default(),
             write_buf,
         }
@@ -264,15 +270,32 @@ where
                 .max()
                 .saturating_sub(self.read_buf.len()),
         );
+        // consentry patch: whether this call made the buffer for its read,
+        // and whether the consumer then still held chunks of the last one.
+        let mut made_for_held = None;
         if self.read_buf_remaining_mut() < next {
             // consentry patch: the remainder of a buffer whose earlier
             // bytes are still held elsewhere cannot be reclaimed; then the
             // consumer is behind, and this read is BEHIND_READ_SIZE at
-            // most.
-            let behind = next > BEHIND_READ_SIZE
-                && !self.read_buf_fresh
-                && !self.read_buf.try_reclaim(BEHIND_READ_SIZE);
-            let size = if behind { BEHIND_READ_SIZE } else { next };
+            // most. A fresh buffer replaced one at the last pending read,
+            // and what was known of that one then decides.
+            let held = if self.read_buf_fresh {
+                self.read_buf_was_held
+            } else {
+                !self.reclaim_whole()
+            };
+            let size = if held && next > BEHIND_READ_SIZE {
+                // consentry patch: and reads grow again from there, one
+                // doubling per full read that finds the consumer caught up,
+                // rather than jumping back to the size they had: a slow
+                // client whose socket takes a burst now and then would
+                // otherwise get MAX_READ_SIZE chunks in every burst, and be
+                // left holding them when its socket fills again.
+                self.read_buf_strategy.fell_behind();
+                BEHIND_READ_SIZE
+            } else {
+                next
+            };
             if self.read_buf.is_empty() && self.read_buf.capacity() < size {
                 // Nothing to carry over: a new buffer of exactly `size`
                 // bytes. `reserve` would allocate the old buffer's size
@@ -285,6 +308,8 @@ where
                 self.read_buf.reserve(size);
             }
             self.read_buf_fresh = false;
+            self.read_buf_was_held = false;
+            made_for_held = Some(held);
         }
 
         // SAFETY: ReadBuf and poll_read promise not to set any uninitialized
@@ -311,7 +336,18 @@ where
                 // all) holds no read buffer; the next wakeup means bytes
                 // are there, and the buffer is reserved again right before
                 // they are read.
+                // What is known of whether the consumer holds chunks of the
+                // buffer dropped here is kept for the next read: what this
+                // call found before making it, or else whether the buffer
+                // (then one that chunks were split from) can be reclaimed
+                // whole. Without this, a stream whose origin is drained
+                // after each chunk (the usual case) would always read into a
+                // fresh buffer, as if its consumer kept up.
                 if self.read_buf.is_empty() {
+                    self.read_buf_was_held = match made_for_held {
+                        Some(held) => held,
+                        None => !self.read_buf_fresh && !self.reclaim_whole(),
+                    };
                     self.read_buf = BytesMut::new();
                     self.read_buf_fresh = true;
                 }
@@ -319,6 +355,16 @@ where
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
         }
+    }
+
+    /// consentry patch: whether `read_buf` is the only holder of its
+    /// allocation, reclaiming it whole if so. Asking for one byte more
+    /// than is free makes `try_reclaim` check; asked for less, it answers
+    /// yes from the free tail alone, while earlier chunks may still be
+    /// held.
+    fn reclaim_whole(&mut self) -> bool {
+        let free = self.read_buf.capacity() - self.read_buf.len();
+        self.read_buf.try_reclaim(free + 1)
     }
 
     pub(crate) fn into_inner(self) -> (T, Bytes) {
@@ -456,6 +502,21 @@ impl ReadStrategy {
             ReadStrategy::Adaptive { max, .. } => max,
             #[cfg(feature = "client")]
             ReadStrategy::Exact(exact) => exact,
+        }
+    }
+
+    /// consentry patch: the consumer still holds earlier chunks; the next
+    /// reads start again from [`BEHIND_READ_SIZE`].
+    fn fell_behind(&mut self) {
+        match self {
+            ReadStrategy::Adaptive {
+                decrease_now, next, ..
+            } => {
+                *next = BEHIND_READ_SIZE;
+                *decrease_now = false;
+            }
+            #[cfg(feature = "client")]
+            ReadStrategy::Exact(_) => (),
         }
     }
 
@@ -809,9 +870,9 @@ mod tests {
         }
         assert_eq!(sizes.last(), Some(&MAX_READ_SIZE), "{sizes:?}");
 
-        // Each chunk held: once the free buffer of the first phase is used
-        // up (it may hold more than one read), every read is
-        // BEHIND_READ_SIZE at most, into a buffer of that size.
+        // Each chunk held: after the first (into the buffer reclaimed from
+        // the first phase), every read is BEHIND_READ_SIZE at most, into a
+        // buffer of that size.
         let mut held = Vec::new();
         let mut sizes = Vec::new();
         for _ in 0..6 {
@@ -819,7 +880,7 @@ mod tests {
             sizes.push(n);
             held.push(buffered.read_buf.split_to(n).freeze());
         }
-        assert!(sizes[3..].iter().all(|&n| n <= BEHIND_READ_SIZE), "{sizes:?}");
+        assert!(sizes[1..].iter().all(|&n| n <= BEHIND_READ_SIZE), "{sizes:?}");
 
         // Released again: reads grow back.
         drop(held);
@@ -839,6 +900,80 @@ mod tests {
             }
             drop(buffered.read_buf.split_to(n).freeze());
         }
+    }
+
+    async fn read_once<T: Read + Write + Unpin>(buffered: &mut Buffered<T, Cursor<Vec<u8>>>) -> usize {
+        futures_util::future::poll_fn(|cx| buffered.poll_read_from_io(cx)).await.unwrap()
+    }
+
+    /// Reads at full size until they grow to MAX_READ_SIZE, each chunk
+    /// dropped (the mock must supply reads of those sizes).
+    async fn grow<T: Read + Write + Unpin>(buffered: &mut Buffered<T, Cursor<Vec<u8>>>) {
+        while buffered.read_buf_strategy.next() < MAX_READ_SIZE {
+            let n = read_once(buffered).await;
+            drop(buffered.read_buf.split_to(n).freeze());
+        }
+    }
+
+    /// The reads `grow` makes from the start: 8, 16 and 32 KiB.
+    fn growing(mock: &mut Mock) -> &mut Mock {
+        mock.read(&[7u8; INIT_BUFFER_SIZE]).read(&[7u8; 2 * INIT_BUFFER_SIZE]).read(&[7u8; 4 * INIT_BUFFER_SIZE])
+    }
+
+    // consentry patch: a read that does not fill the buffer leaves a free
+    // tail behind the chunk handed on; that tail alone must not pass for a
+    // reclaimed buffer while the chunk is held. The next read fills the
+    // tail (no new allocation), the one after is behind.
+    #[tokio::test]
+    async fn a_free_tail_does_not_hide_a_held_chunk() {
+        let mut mock = Mock::new();
+        // 40 KiB: 24 KiB of the 64 KiB buffer stay free.
+        growing(&mut mock).read(&[7u8; 40 * 1024]).read(&[7u8; MAX_READ_SIZE]);
+        let mut buffered = Buffered::<_, Cursor<Vec<u8>>>::new(Compat::new(mock.build()));
+        grow(&mut buffered).await;
+        let mut held = Vec::new();
+        let mut sizes = Vec::new();
+        loop {
+            let n = read_once(&mut buffered).await;
+            if n == 0 {
+                break;
+            }
+            sizes.push(n);
+            held.push(buffered.read_buf.split_to(n).freeze());
+        }
+        // The last 64 KiB: 24 KiB into the tail, then 16 KiB reads (the last
+        // one shorter).
+        assert_eq!(sizes, [40 * 1024, 24 * 1024, BEHIND_READ_SIZE, BEHIND_READ_SIZE, 8 * 1024]);
+    }
+
+    async fn pending_read_then(held: bool) -> usize {
+        let chunk = [7u8; MAX_READ_SIZE];
+        let mut mock = Mock::new();
+        growing(&mut mock).read(&chunk).wait(Duration::from_millis(1)).read(&chunk);
+        let mut buffered = Buffered::<_, Cursor<Vec<u8>>>::new(Compat::new(mock.build()));
+        grow(&mut buffered).await;
+        let n = read_once(&mut buffered).await;
+        assert_eq!(n, MAX_READ_SIZE);
+        let chunk = buffered.read_buf.split_to(n).freeze();
+        if !held {
+            drop(chunk);
+        }
+        // Pending first (the buffer is dropped), then the read.
+        let size = read_once(&mut buffered).await;
+        drop(buffered.read_buf.split_to(size).freeze());
+        while read_once(&mut buffered).await > 0 {
+            buffered.read_buf.clear();
+        }
+        size
+    }
+
+    // consentry patch: a read that finds nothing drops the empty buffer
+    // (idle connections hold none); whether the consumer still held its
+    // chunks then decides the size of the next read, into a fresh buffer.
+    #[tokio::test]
+    async fn a_pending_read_remembers_whether_chunks_were_held() {
+        assert_eq!(pending_read_then(true).await, BEHIND_READ_SIZE, "the read after a pending one, a chunk held");
+        assert_eq!(pending_read_then(false).await, MAX_READ_SIZE, "the read after a pending one, nothing held");
     }
 
     #[test]
