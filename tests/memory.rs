@@ -8,7 +8,7 @@
 //!   22.5 KB after, 6.1 KB since the patched hyper (vendor/hyper) drops an
 //!   idle connection's read buffer and no longer starts its head buffer at
 //!   8 KB (22.5 KB again with the patch taken out).
-//! - slow readers: 16, then 48 clients reading a large body slowly, over
+//! - slow readers: 16, then 144 clients reading a large body slowly, over
 //!   HTTP/1.1 and over HTTP/2 (prior knowledge, browser-sized windows); the
 //!   tests hold issue 8's goal of 128 KB per in-flight stream (HTTP/2:
 //!   about 60 KB measured). About 2 MB
