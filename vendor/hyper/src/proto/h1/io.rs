@@ -57,14 +57,8 @@ pub(crate) struct Buffered<T, B> {
     partial_len: Option<usize>,
     read_blocked: bool,
     read_buf: BytesMut,
-    /// consentry patch: whether `read_buf` is a new, empty buffer (not the
-    /// remainder of one whose bytes were handed on).
-    read_buf_fresh: bool,
-    /// consentry patch: whether, when a read found nothing to read and the
-    /// previous buffer was dropped (see `poll_read_from_io`), the consumer
-    /// still held chunks of it: then the next read, into a fresh buffer, is
-    /// behind too.
-    read_buf_was_held: bool,
+    /// consentry patch: where `read_buf` came from.
+    read_buf_state: ReadBufState,
     read_buf_strategy: ReadStrategy,
     write_buf: WriteBuf<B>,
 }
@@ -99,8 +93,7 @@ where
             partial_len: None,
             read_blocked: false,
             read_buf: BytesMut::with_capacity(0),
-            read_buf_fresh: true,
-            read_buf_was_held: false,
+            read_buf_state: ReadBufState::Fresh { replaced_held: false },
             read_buf_strategy: ReadStrategy::default(),
             write_buf,
         }
@@ -279,10 +272,9 @@ where
             // consumer is behind, and this read is BEHIND_READ_SIZE at
             // most. A fresh buffer replaced one at the last pending read,
             // and what was known of that one then decides.
-            let held = if self.read_buf_fresh {
-                self.read_buf_was_held
-            } else {
-                !self.reclaim_whole()
+            let held = match self.read_buf_state {
+                ReadBufState::Fresh { replaced_held } => replaced_held,
+                ReadBufState::Used => !self.reclaim_whole(),
             };
             let size = if held && next > BEHIND_READ_SIZE {
                 // consentry patch: and reads grow again from there, one
@@ -307,8 +299,7 @@ where
             } else {
                 self.read_buf.reserve(size);
             }
-            self.read_buf_fresh = false;
-            self.read_buf_was_held = false;
+            self.read_buf_state = ReadBufState::Used;
             made_for_held = Some(held);
         }
 
@@ -344,12 +335,13 @@ where
                 // after each chunk (the usual case) would always read into a
                 // fresh buffer, as if its consumer kept up.
                 if self.read_buf.is_empty() {
-                    self.read_buf_was_held = match made_for_held {
-                        Some(held) => held,
-                        None => !self.read_buf_fresh && !self.reclaim_whole(),
+                    let replaced_held = match (made_for_held, self.read_buf_state) {
+                        (Some(held), _) => held,
+                        (None, ReadBufState::Fresh { replaced_held }) => replaced_held,
+                        (None, ReadBufState::Used) => !self.reclaim_whole(),
                     };
                     self.read_buf = BytesMut::new();
-                    self.read_buf_fresh = true;
+                    self.read_buf_state = ReadBufState::Fresh { replaced_held };
                 }
                 Poll::Pending
             }
@@ -467,6 +459,17 @@ where
             Poll::Ready(Ok(self.read_buf.split_to(::std::cmp::min(len, n)).freeze()))
         }
     }
+}
+
+/// consentry patch: whether chunks may have been split from `read_buf`.
+#[derive(Clone, Copy, Debug)]
+enum ReadBufState {
+    /// A new, empty buffer, made when a read found nothing to read and the
+    /// old one was dropped; `replaced_held`: the consumer still held chunks
+    /// of the old one, so the next read is behind too.
+    Fresh { replaced_held: bool },
+    /// A buffer reads went into: bytes handed on from it may still be held.
+    Used,
 }
 
 #[derive(Clone, Copy, Debug)]
