@@ -37,6 +37,7 @@ use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use criterion::{Criterion, Throughput};
 
 use consentry::category::CategorySet;
@@ -128,12 +129,14 @@ fn site_for(name: &str) -> Arc<Site> {
 
 const PAGES: [&str; 4] = ["small.html", "article.html", "listing.html", "tracked.html"];
 
-fn page(name: &str) -> Vec<u8> {
+/// A page, shared: the proxy receives bodies as `Bytes` frames from hyper,
+/// and consentry's rewriter reads attributes from them in place.
+fn page(name: &str) -> Bytes {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/data").join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).into()
 }
 
-fn consentry_rewrite(site: &Arc<Site>, input: &[u8]) -> usize {
+fn consentry_rewrite(site: &Arc<Site>, input: &Bytes) -> usize {
     let mut rewriter = PageRewriter::new(PageOptions {
         site: site.clone(),
         granted: CategorySet::NECESSARY_ONLY,
@@ -145,8 +148,8 @@ fn consentry_rewrite(site: &Arc<Site>, input: &[u8]) -> usize {
     });
     let mut out = Vec::with_capacity(input.len() + 4096);
     let mut total = 0;
-    for chunk in input.chunks(CHUNK) {
-        rewriter.write(chunk, &mut out);
+    for start in (0..input.len()).step_by(CHUNK) {
+        rewriter.write_bytes(input.slice(start..input.len().min(start + CHUNK)), &mut out);
         total += out.len();
         out.clear();
     }
@@ -244,7 +247,7 @@ fn lol_html_rewrite(input: &[u8], mode: Bare) -> usize {
     total
 }
 
-fn run_variant(site: &Arc<Site>, input: &[u8], variant: &str) -> usize {
+fn run_variant(site: &Arc<Site>, input: &Bytes, variant: &str) -> usize {
     match variant {
         "consentry" => consentry_rewrite(site, input),
         "lol_html_same_selectors" => lol_html_rewrite(input, Bare::SameSelectors),
@@ -258,7 +261,7 @@ fn run_variant(site: &Arc<Site>, input: &[u8], variant: &str) -> usize {
 
 /// One variant run `n` times, for instruction counts (see the module doc).
 #[inline(never)]
-fn count_once(site: &Arc<Site>, input: &[u8], variant: &str, n: usize) -> usize {
+fn count_once(site: &Arc<Site>, input: &Bytes, variant: &str, n: usize) -> usize {
     let mut total = 0;
     for _ in 0..n {
         total += run_variant(site, input, variant);
@@ -285,7 +288,7 @@ fn count_mode() -> bool {
 /// The same variant once, outside the counted function (lazy statics,
 /// allocator).
 #[inline(never)]
-fn warm_up(site: &Arc<Site>, input: &[u8], variant: &str) -> usize {
+fn warm_up(site: &Arc<Site>, input: &Bytes, variant: &str) -> usize {
     run_variant(site, input, variant)
 }
 

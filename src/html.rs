@@ -490,6 +490,8 @@ struct Shared {
     /// `scheme://host/` of recent first-party absolute URLs.
     first_party_prefixes: std::cell::RefCell<Vec<Box<str>>>,
     encoding: &'static Encoding,
+    /// The chunk being written.
+    input: Input,
     /// Bytes received from lol_html (= input offset of its output so far).
     recv: usize,
     applier: Applier,
@@ -511,51 +513,91 @@ fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     shared.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The chunk being written, where lol_html's handlers read attribute
+/// names and values in place.
+///
+/// lol_html's `get_attribute` allocates the name asked for (twice: lower-cased,
+/// then encoded) and the value on every call, and its attributes offer no
+/// borrowed accessor; but every attribute has an absolute
+/// `source_location`, and a tag lies inside the chunk being written unless
+/// it started in an earlier one (at most one tag per chunk). Such a tag, and
+/// a non-ASCII value (whose decoding depends on the page's encoding), are
+/// read through lol_html instead, so the answers are lol_html's exactly.
+#[derive(Debug, Default)]
+struct Input {
+    bytes: Bytes,
+    /// Input offset of `bytes[0]`.
+    at: usize,
+}
+
+type Attribute<'a> = lol_html::html_content::Attribute<'a>;
+
+impl Input {
+    fn slice(&self, location: Option<lol_html::html_content::SourceLocation>) -> Option<&[u8]> {
+        let range = location?.bytes();
+        let start = range.start.checked_sub(self.at)?;
+        self.bytes.get(start..start + range.len())
+    }
+
+    /// The attribute is called `name` (lower case), in any case.
+    fn name_is(&self, a: &Attribute<'_>, name: &str) -> bool {
+        let location = a.name_source_location();
+        match self.slice(location.clone()) {
+            Some(bytes) => bytes.eq_ignore_ascii_case(name.as_bytes()),
+            // Reading a name allocates: only names of the right length.
+            None => location.is_none_or(|l| l.bytes().len() == name.len()) && a.name() == name,
+        }
+    }
+
+    /// The value, as lol_html would give it.
+    fn value<'a>(&'a self, a: &Attribute<'_>) -> Cow<'a, str> {
+        match self.slice(a.value_source_location()).filter(|b| b.is_ascii()).map(std::str::from_utf8) {
+            Some(Ok(value)) => Cow::Borrowed(value),
+            _ => Cow::Owned(a.value()),
+        }
+    }
+
+    /// The value of the first attribute called `name` (lower case), as
+    /// lol_html's `get_attribute` would give it.
+    fn get<'a>(&'a self, el: &lol_html::send::Element<'_, '_>, name: &str) -> Option<Cow<'a, str>> {
+        el.attributes().iter().find(|a| self.name_is(a, name)).map(|a| self.value(a))
+    }
+}
+
 /// What the rewriter reads of a `<script>` start tag besides `src`, in one
-/// pass over its attributes. lol_html allocates each name it is asked for
-/// (and each value); asking for `type`, `language` and `nonce` one by one
-/// cost a name allocation and a walk of the attributes per question, so
-/// only names of a length that could match are read, once.
+/// pass over its attributes.
 #[derive(Debug, Default)]
 struct ScriptAttrs {
-    /// The first `type`.
-    type_value: Option<String>,
-    /// The first `language`.
-    language: Option<String>,
+    /// Its `type` and `language` make it JavaScript.
+    javascript: bool,
     has_nonce: bool,
     /// Offsets of every `type` attribute name (renamed to `data-type`).
     type_names: Vec<usize>,
 }
 
 impl ScriptAttrs {
-    fn read(el: &lol_html::send::Element<'_, '_>) -> ScriptAttrs {
+    fn read(input: &Input, el: &lol_html::send::Element<'_, '_>) -> ScriptAttrs {
         let mut out = ScriptAttrs::default();
+        let mut type_value: Option<Cow<'_, str>> = None;
+        let mut language: Option<Cow<'_, str>> = None;
         for a in el.attributes() {
-            // Lengths of `type`, `nonce`, `language` (an attribute without
-            // a source location is read whatever its length).
-            if a.name_source_location().is_some_and(|l| !matches!(l.bytes().len(), 4 | 5 | 8)) {
-                continue;
-            }
-            let name = a.name();
-            match name.as_str() {
-                "type" => {
-                    if out.type_value.is_none() {
-                        out.type_value = Some(a.value());
-                    }
-                    if let Some(l) = a.name_source_location() {
-                        out.type_names.push(l.bytes().start);
-                    }
+            if input.name_is(a, "type") {
+                if type_value.is_none() {
+                    type_value = Some(input.value(a));
                 }
-                "language" if out.language.is_none() => out.language = Some(a.value()),
-                "nonce" => out.has_nonce = true,
-                _ => {}
+                if let Some(l) = a.name_source_location() {
+                    out.type_names.push(l.bytes().start);
+                }
+            } else if input.name_is(a, "language") {
+                if language.is_none() {
+                    language = Some(input.value(a));
+                }
+            } else if input.name_is(a, "nonce") {
+                out.has_nonce = true;
             }
         }
+        out.javascript = is_javascript(type_value.as_deref(), language.as_deref());
         out
-    }
-
-    fn is_javascript(&self) -> bool {
-        is_javascript(self.type_value.as_deref(), self.language.as_deref())
     }
 }
 
@@ -1305,30 +1347,23 @@ impl Shared {
 
     // -- element handlers -----------------------------------------------
 
-    /// Offsets of the names of attributes called `name`.
-    fn attr_offsets(el: &lol_html::send::Element<'_, '_>, names: &[&str]) -> Vec<usize> {
+    /// Offsets of the names of attributes called `names` (lower case).
+    fn attr_offsets(&self, el: &lol_html::send::Element<'_, '_>, names: &[&str]) -> Vec<usize> {
         el.attributes()
             .iter()
-            .filter_map(|a| {
-                let at = a.name_source_location()?.bytes();
-                // Reading a name allocates: only names of a length that
-                // could match are read.
-                let fits = |n: &&str| n.len() == at.len();
-                (names.iter().any(fits)
-                    && names.iter().any(|n| a.name_preserve_case().eq_ignore_ascii_case(n)))
-                .then_some(at.start)
-            })
+            .filter(|a| names.iter().any(|n| self.input.name_is(a, n)))
+            .filter_map(|a| Some(a.name_source_location()?.bytes().start))
             .collect()
     }
 
     fn on_script(&mut self, el: &mut lol_html::send::Element<'_, '_>) -> Option<EndAction> {
         let loc = el.source_location().bytes();
         let name_end = loc.start + 1 + "script".len();
-        if let Some(src) = el.get_attribute("src") {
+        if let Some(src) = self.input.get(el, "src") {
             // Most scripts are first party: classify before reading more.
             let verdict = self.classify(&src, Kind::Active)?;
-            let attrs = ScriptAttrs::read(el);
-            if !attrs.is_javascript() {
+            let attrs = ScriptAttrs::read(&self.input, el);
+            if !attrs.javascript {
                 return None;
             }
             let (category, allowed) = self.record_verdict(Item::Script, verdict);
@@ -1350,8 +1385,8 @@ impl Shared {
         if !el.can_have_content() || self.script.is_some() || self.noscript.is_some() {
             return None;
         }
-        let attrs = ScriptAttrs::read(el);
-        if !attrs.is_javascript() {
+        let attrs = ScriptAttrs::read(&self.input, el);
+        if !attrs.javascript {
             return None;
         }
         let has_nonce = attrs.has_nonce;
@@ -1418,11 +1453,11 @@ impl Shared {
         let loc = el.source_location().bytes();
         let name_end = loc.start + 1 + tag.len();
         let (item, verdict, renames): (Item, Verdict, &[&str]) = match tag {
-            "iframe" => (Item::Iframe, self.classify(&el.get_attribute("src")?, Kind::Active)?, &["src"]),
-            "embed" => (Item::Embed, self.classify(&el.get_attribute("src")?, Kind::Active)?, &["src"]),
-            "object" => (Item::Embed, self.classify(&el.get_attribute("data")?, Kind::Active)?, &["data"]),
+            "iframe" => (Item::Iframe, self.classify(&self.input.get(el, "src")?, Kind::Active)?, &["src"]),
+            "embed" => (Item::Embed, self.classify(&self.input.get(el, "src")?, Kind::Active)?, &["src"]),
+            "object" => (Item::Embed, self.classify(&self.input.get(el, "data")?, Kind::Active)?, &["data"]),
             "link" => {
-                let rel = el.get_attribute("rel")?.to_ascii_lowercase();
+                let rel = self.input.get(el, "rel")?.to_ascii_lowercase();
                 let rels: Vec<&str> = rel.split_ascii_whitespace().collect();
                 if rels.contains(&"stylesheet")
                     || !rels.iter().any(|r| {
@@ -1431,7 +1466,7 @@ impl Shared {
                 {
                     return None;
                 }
-                let as_script = el.get_attribute("as").is_some_and(|a| {
+                let as_script = self.input.get(el, "as").is_some_and(|a| {
                     matches!(
                         a.trim().to_ascii_lowercase().as_str(),
                         "script" | "worker" | "sharedworker" | "document"
@@ -1442,7 +1477,7 @@ impl Shared {
                 } else {
                     Kind::Passive
                 };
-                (Item::Link, self.classify(&el.get_attribute("href")?, kind)?, &["href"])
+                (Item::Link, self.classify(&self.input.get(el, "href")?, kind)?, &["href"])
             }
             "img" => (Item::Image, self.classify_img(el)?, &["src", "srcset"]),
             _ => return None,
@@ -1454,7 +1489,7 @@ impl Shared {
         match self.policy().neutralise {
             Neutralise::Inert => {
                 let attrs = self.inert_attrs(category, false);
-                let offsets = Self::attr_offsets(el, renames);
+                let offsets = self.attr_offsets(el, renames);
                 self.push_inert(name_end, attrs, &offsets);
                 None
             }
@@ -1473,17 +1508,21 @@ impl Shared {
     /// An image's verdict: the first refused URL of `src` and `srcset`,
     /// else the first classified one. Unknown hosts count only for pixels.
     fn classify_img(&self, el: &lol_html::send::Element<'_, '_>) -> Option<Verdict> {
-        let src = el.get_attribute("src");
-        let srcset = el.get_attribute("srcset");
-        let candidates = src.iter().map(String::as_str).chain(
-            srcset.iter().flat_map(|s| s.split(',')).filter_map(|c| c.split_ascii_whitespace().next()),
+        let src = self.input.get(el, "src");
+        let srcset = self.input.get(el, "srcset");
+        let candidates = src.as_deref().into_iter().chain(
+            srcset
+                .as_deref()
+                .into_iter()
+                .flat_map(|s| s.split(','))
+                .filter_map(|c| c.split_ascii_whitespace().next()),
         );
         // Read only when an unknown third party needs it.
         let mut pixel: Option<bool> = None;
         let mut is_pixel = || {
             *pixel.get_or_insert_with(|| {
                 let small = |name: &str| {
-                    el.get_attribute(name).is_some_and(|v| {
+                    self.input.get(el, name).is_some_and(|v| {
                         v.trim().trim_end_matches("px").parse::<f32>().is_ok_and(|n| n <= 1.0)
                     })
                 };
@@ -1663,7 +1702,7 @@ fn build_handlers(shared: &Arc<Mutex<Shared>>, fragment: bool, tags: Tags, banne
         .collect();
     if !fragment {
         list.push(handler(shared, &s.base, |sh, el| {
-            if let Some(href) = el.get_attribute("href") {
+            if let Some(href) = sh.input.get(el, "href").map(Cow::into_owned) {
                 sh.set_base(&href);
             }
             None
@@ -1757,6 +1796,7 @@ impl PageRewriter {
             first_party_cache: std::cell::RefCell::new(Vec::with_capacity(HOST_CACHE)),
             first_party_prefixes: std::cell::RefCell::new(Vec::new()),
             encoding: options.charset.unwrap_or(encoding_rs::UTF_8),
+            input: Input::default(),
             recv: 0,
             applier: Applier::default(),
             script: None,
@@ -1806,21 +1846,29 @@ impl PageRewriter {
     }
 
     /// Rewrites the next chunk, appending what can be emitted to `out`.
+    /// Copies the chunk; [`PageRewriter::write_bytes`] does not.
     pub fn write(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        self.write_bytes(Bytes::copy_from_slice(chunk), out);
+    }
+
+    /// Rewrites the next chunk, appending what can be emitted to `out`.
+    /// The handlers read attributes from the chunk in place (it is shared,
+    /// not copied, for the duration of the call).
+    pub fn write_bytes(&mut self, chunk: Bytes, out: &mut Vec<u8>) {
         self.lend(out);
         match &mut self.stage {
             // The first chunk holds the byte order mark (if any): lol_html
             // starts on it in place, without copying it.
             Stage::Sniff(prefix) if prefix.is_empty() && chunk.len() >= 3 => self.start(chunk),
             Stage::Sniff(prefix) => {
-                prefix.extend_from_slice(chunk);
+                prefix.extend_from_slice(&chunk);
                 if prefix.len() >= 3 {
                     let prefix = std::mem::take(prefix);
-                    self.start(&prefix);
+                    self.start(prefix.into());
                 }
             }
             Stage::Running(_) => self.feed(chunk),
-            Stage::Passthrough => lock(&self.shared).applier.feed(chunk),
+            Stage::Passthrough => lock(&self.shared).applier.feed(&chunk),
             Stage::Done => {}
         }
         self.drain(out);
@@ -1831,7 +1879,7 @@ impl PageRewriter {
         self.lend(out);
         if let Stage::Sniff(prefix) = &mut self.stage {
             let prefix = std::mem::take(prefix);
-            self.start(&prefix);
+            self.start(prefix.into());
         }
         match std::mem::replace(&mut self.stage, Stage::Done) {
             Stage::Running(rewriter) => match catch_unwind(AssertUnwindSafe(move || (*rewriter).end())) {
@@ -1906,12 +1954,12 @@ impl PageRewriter {
     }
 
     /// Starts lol_html once the byte order mark (if any) is known.
-    fn start(&mut self, prefix: &[u8]) {
+    fn start(&mut self, prefix: Bytes) {
         let mut encoding = self.charset;
         if prefix.starts_with(&[0xfe, 0xff]) || prefix.starts_with(&[0xff, 0xfe]) {
             // UTF-16: lol_html cannot parse it; pass it through untouched.
             tracing::debug!("UTF-16 byte order mark: page passed through");
-            lock(&self.shared).applier.feed(prefix);
+            lock(&self.shared).applier.feed(&prefix);
             self.stage = Stage::Passthrough;
             self.note_fallback(Passthrough::AsciiIncompatibleCharset);
             return;
@@ -1936,11 +1984,16 @@ impl PageRewriter {
         self.feed(prefix);
     }
 
-    fn feed(&mut self, chunk: &[u8]) {
+    fn feed(&mut self, chunk: Bytes) {
         let Stage::Running(rewriter) = &mut self.stage else { return };
+        lock(&self.shared).input = Input { bytes: chunk.clone(), at: self.fed };
         self.fed += chunk.len();
-        let result = catch_unwind(AssertUnwindSafe(|| rewriter.write(chunk)));
-        let recv = lock(&self.shared).recv;
+        let result = catch_unwind(AssertUnwindSafe(|| rewriter.write(&chunk)));
+        let recv = {
+            let mut s = lock(&self.shared);
+            s.input = Input::default();
+            s.recv
+        };
         let unreceived = self.fed - recv;
         if unreceived <= chunk.len() {
             self.tail.clear();
@@ -1949,7 +2002,7 @@ impl PageRewriter {
             let keep_old = unreceived - chunk.len();
             let drop = self.tail.len().saturating_sub(keep_old);
             self.tail.drain(..drop);
-            self.tail.extend_from_slice(chunk);
+            self.tail.extend_from_slice(&chunk);
         }
         match result {
             // What this chunk brought of a held script is searched before
@@ -2217,6 +2270,75 @@ mod tests {
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].1, Action::Block);
         assert!(!d[0].2.contains("GPC"), "{d:?}");
+    }
+
+    /// Attribute values read in place from the chunk are lol_html's own,
+    /// whatever the case, quoting, duplicates, missing values, non-ASCII
+    /// bytes or encoding, and whether or not the tag lies in the chunk.
+    #[test]
+    fn attributes_read_in_place_equal_lol_htmls() {
+        let page: &[u8] = b"<SCRIPT SRC=\"https://A.example/x.js\" TYPE='module' Type=x></SCRIPT>\
+            <img src=/a.png srcset=\"a.png 1x, b.png 2x\" data-src=x>\
+            <iframe src = \"https://e.example/?a=1&amp;b=2\" src=\"second\"></iframe>\
+            <link rel=preload href=//cdn.example/x.js as=script>\
+            <img src=\"https://\xc3\xa9.example/\xe9.png\" srcset=\"\xff\">\
+            <object data=\"x\" data-x=y></object><img alt=\"a > b\" src='q'>\
+            <embed src><p title=\"x\" =\"oops\" src=y/><img/src=\"slash\"><img src=\"a\"src=\"b\">\
+            <base href=\"\thttps://base.example/ \"><script nonce language=JavaScript></script>";
+        let names =
+            ["src", "srcset", "type", "data", "href", "rel", "as", "language", "nonce", "title", "missing"];
+        for encoding in [encoding_rs::UTF_8, encoding_rs::WINDOWS_1252] {
+            for split in 0..=page.len() {
+                let input = Arc::new(Mutex::new(Input::default()));
+                let found = Arc::new(Mutex::new((0usize, 0usize, Vec::new())));
+                let (i2, f2) = (input.clone(), found.clone());
+                let mut settings = lol_html::send::Settings::new_send();
+                settings.encoding = AsciiCompatibleEncoding::new(encoding).unwrap();
+                settings.element_content_handlers = vec![lol_html::element!("*", move |el| {
+                    let input = i2.lock().unwrap();
+                    let mut f = f2.lock().unwrap();
+                    for name in names {
+                        let ours = input.get(el, name);
+                        f.0 += usize::from(matches!(ours, Some(Cow::Borrowed(_))));
+                        f.1 += 1;
+                        let theirs = el.get_attribute(name);
+                        if ours.as_deref() != theirs.as_deref() {
+                            f.2.push(format!("{} {name}: {ours:?} != {theirs:?}", el.tag_name()));
+                        }
+                    }
+                    let types: Vec<usize> = el
+                        .attributes()
+                        .iter()
+                        .filter(|a| input.name_is(a, "type"))
+                        .map(|a| a.name_source_location().unwrap().bytes().start)
+                        .collect();
+                    let expected: Vec<usize> = el
+                        .attributes()
+                        .iter()
+                        .filter(|a| a.name() == "type")
+                        .map(|a| a.name_source_location().unwrap().bytes().start)
+                        .collect();
+                    if types != expected {
+                        f.2.push(format!("type names at {types:?} != {expected:?}"));
+                    }
+                    Ok(())
+                })];
+                let mut rewriter = lol_html::send::HtmlRewriter::new(settings, |_: &[u8]| {});
+                let bytes = Bytes::from_static(page);
+                for (at, chunk) in [(0, bytes.slice(..split)), (split, bytes.slice(split..))] {
+                    *input.lock().unwrap() = Input { bytes: chunk.clone(), at };
+                    rewriter.write(&chunk).unwrap();
+                }
+                rewriter.end().unwrap();
+                let (borrowed, reads, mismatches) = &*found.lock().unwrap();
+                assert!(mismatches.is_empty(), "{} split {split}: {mismatches:#?}", encoding.name());
+                assert_eq!(*reads, 13 * names.len(), "every element was read");
+                if split == 0 || split == page.len() {
+                    // Whole: every ASCII value present was read in place.
+                    assert!(*borrowed >= 15, "{borrowed} of {reads} read in place");
+                }
+            }
+        }
     }
 
     #[test]

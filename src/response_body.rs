@@ -424,8 +424,9 @@ impl RewriteBody {
     fn process(&mut self, budget: usize) -> Result<usize, BoxError> {
         if self.decoder.is_none() {
             let input = std::mem::take(&mut self.pending);
+            let used = input.len().max(1);
             if self.inspect {
-                self.page.write(&input, &mut self.scratch);
+                self.page.write_bytes(input.clone(), &mut self.scratch);
                 self.scratch.clear();
                 self.out.extend_from_slice(&input);
             } else {
@@ -433,9 +434,9 @@ impl RewriteBody {
                     // Room for this frame and small edits; no regrowth.
                     self.out.reserve(input.len() + input.len() / 8);
                 }
-                self.page.write(&input, &mut self.out);
+                self.page.write_bytes(input, &mut self.out);
             }
-            return Ok(input.len().max(1));
+            return Ok(used);
         }
         let start_budget = budget;
         let mut budget = budget;
