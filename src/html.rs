@@ -1846,8 +1846,18 @@ impl PageRewriter {
     }
 
     /// Rewrites the next chunk, appending what can be emitted to `out`.
-    /// Copies the chunk; [`PageRewriter::write_bytes`] does not.
+    /// Copies the chunk while lol_html runs (its handlers read the chunk
+    /// in place); [`PageRewriter::write_bytes`] does not.
     pub fn write(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        if matches!(self.stage, Stage::Passthrough | Stage::Done) {
+            // After a bail-out or the decoded-size limit: no copy per chunk.
+            self.lend(out);
+            if matches!(self.stage, Stage::Passthrough) {
+                lock(&self.shared).applier.feed(chunk);
+            }
+            self.drain(out);
+            return;
+        }
         self.write_bytes(Bytes::copy_from_slice(chunk), out);
     }
 
